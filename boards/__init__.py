@@ -1,0 +1,1 @@
+"""combkey.boards: one file per ECP5 board (clocks, pins, node tops), build and flash."""
