@@ -450,3 +450,41 @@ class BankModel:
         else:
             self.values[reg.name] = new
             self.strobes.append((reg.name, new))
+
+
+def connect_registers(m, bank, prefix, block):
+    """Wire the registers a block declares to the bank's ports.
+
+    ``block.registers()`` returns the block's :class:`Reg` list (names without ``prefix``); the
+    block has one signature member per register, named ``reg.attr()``:
+
+    * ``RW``: block member ``In(width)`` receives the stored value; an optional member
+      ``<attr>_stb: In(1)`` receives the write strobe.
+    * ``R``: block member ``Out(width)`` drives the value; an optional ``<attr>_rd: In(1)``
+      receives the read strobe (pop a FIFO on read).
+    * ``RW1C``: block member ``Out(width)`` drives the bits to set (sticky until cleared).
+    * ``W1P``: block member ``In(width)`` receives the written value (held after the write);
+      ``<attr>_stb: In(1)`` receives the one-cycle pulse. For 1-bit W1P registers the block
+      member itself receives the pulse and no ``_stb`` member is needed.
+    """
+    members = block.signature.members
+    for reg in block.registers():
+        full = f"{prefix}.{reg.name}" if prefix else reg.name
+        port = bank.reg(full)
+        attr = reg.attr()
+        sig = getattr(block, attr)
+        if reg.access is Access.RW:
+            m.d.comb += sig.eq(port.data)
+            if attr + "_stb" in members:
+                m.d.comb += getattr(block, attr + "_stb").eq(port.w_stb)
+        elif reg.access is Access.R:
+            m.d.comb += port.data.eq(sig)
+            if attr + "_rd" in members:
+                m.d.comb += getattr(block, attr + "_rd").eq(port.r_stb)
+        elif reg.access is Access.RW1C:
+            m.d.comb += port.set.eq(sig)
+        elif reg.width == 1 and attr + "_stb" not in members:
+            m.d.comb += sig.eq(port.w_stb)
+        else:
+            m.d.comb += sig.eq(port.data)
+            m.d.comb += getattr(block, attr + "_stb").eq(port.w_stb)
