@@ -1,0 +1,278 @@
+"""Trivium keystream generator (ISO/IEC 29192-3, eSTREAM portfolio), W bits per cycle.
+
+Trivium is the 80-bit-key, 80-bit-IV stream cipher of C. De Canniere and B. Preneel
+("Trivium Specifications", eSTREAM, ECRYPT Stream Cipher Project, 2005; standardised in
+ISO/IEC 29192-3:2012). Its state is 288 bits in three shift registers A (s1..s93),
+B (s94..s177) and C (s178..s288); every step shifts one new bit into each register and
+outputs one keystream bit. Initialisation loads key and IV and runs 4 x 288 = 1152 steps
+without output.
+
+Byte and bit ordering (the eSTREAM test-vector convention)
+-----------------------------------------------------------
+Key and IV are given as the 10-byte strings printed in the eSTREAM vector files
+(``trivium-80.80.test-vectors``, profile H3, e.g. "Set 1, vector# 0: key = 8000...00").
+The specification's state bit ``s(n+1)`` (n = 0..79) is bit ``7 - n % 8`` (MSB = 7) of byte
+``9 - n // 8``: the *last* byte's most significant bit is ``s1`` and the first byte's least
+significant bit is ``s80``:
+
+* ``s1..s80   = K`` as above, ``s81..s93 = 0``;
+* ``s94..s173 = IV`` in the same way, ``s174..s177 = 0``;
+* ``s178..s285 = 0``, ``s286 = s287 = s288 = 1``.
+
+:func:`key_to_int` turns such a string into the 80-bit integer with ``s(n+1)`` at bit ``n``
+(reverse the bits of each byte, then read big endian); this integer is what the ``key`` and
+``iv`` ports and the ``key_lo``/``key_hi`` registers carry. The keystream bit ``z_i``
+(i = 0, 1, ...) is bit ``i % 8`` (LSB first) of output byte ``i // 8``, so the vector
+``stream[0..63] = 38EB86FF...`` means ``z_0..z_7 = 0,0,0,1,1,1,0,0``. The tests check this
+against eSTREAM sets 1, 2, 5 and 6 (vectors quoted from the public eSTREAM file as mirrored in
+the avr-crypto-lib repository, ``testvectors/trivium-80.80.test-vectors``): the key = 0 vector
+fixes the output order, sets 1 and 5 the key and IV orders independently.
+
+Hardware: :class:`Trivium`
+--------------------------
+Parameters: ``width`` W (1..64): keystream bits per cycle. Because every feedback tap lies at
+least 66 steps back, W steps unroll into one level of XOR/AND logic on the old state.
+
+Members
+~~~~~~~
+* ``key: In(80)``, ``iv: In(80)``: little-endian integers as above; sampled on ``load``.
+* ``load: In(1)``: load key/IV into the state and start initialisation (one-cycle pulse).
+* ``en: In(1)``: consume the current keystream word (advance W steps) when ``ready``.
+* ``ready: Out(1)``: initialisation is complete and ``z`` holds keystream.
+* ``z: Out(W)``: the current keystream word; bit ``b`` is keystream bit ``i*W + b`` of word i.
+
+Latency: ``ready`` rises ``init_cycles = ceil(1152 / W)`` cycles after ``load``; then one word
+per cycle while ``en`` is held. When 1152 is not a multiple of W the word is assembled with a
+fixed offset from the previous and the current raw step word, so no barrel shifter is needed.
+
+Model
+-----
+:func:`trivium_keystream` (one key/IV) and :func:`trivium_words` (many IVs at once, vectorised
+over instances with numpy, 64 steps per word) compute the same keystream.
+"""
+import numpy as np
+from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["Trivium", "trivium_keystream", "trivium_words", "key_to_int", "int_to_key",
+           "words_to_bits", "INIT_STEPS", "init_cycles"]
+
+#: Initialisation steps without output (4 full rotations of the 288-bit state).
+INIT_STEPS = 1152
+
+# Feedback taps as lags d (bit x_{n-d} of register x feeds step n); see _step_bits.
+_LA, _LB, _LC = 93, 84, 111
+
+
+def init_cycles(width):
+    """Cycles from ``load`` to ``ready`` for a W-bit-per-cycle core."""
+    return -(-INIT_STEPS // width)
+
+
+def key_to_int(value, name="key"):
+    """Return the 80-bit state integer of a 10-byte key or IV (eSTREAM byte string).
+
+    Bit ``n`` of the result is state bit ``s(n+1)`` of the register the value loads into.
+    """
+    if not isinstance(value, (bytes, bytearray)) or len(value) != 10:
+        raise ValueError(f"{name} must be 10 bytes, not {value!r}")
+    return int.from_bytes(bytes(_REV8[x] for x in value), "big")
+
+
+def int_to_key(value):
+    """Inverse of :func:`key_to_int`: the 10-byte eSTREAM string of an 80-bit state integer."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 80:
+        raise ValueError(f"value must be an int in [0, 2**80), not {value!r}")
+    return bytes(_REV8[x] for x in value.to_bytes(10, "big"))
+
+
+_REV8 = bytes(int(f"{x:08b}"[::-1], 2) for x in range(256))
+
+
+# ------------------------------------------------------------------------------------------
+# numpy model, word parallel
+# ------------------------------------------------------------------------------------------
+# Sequences a_n, b_n, c_n are the bits shifted into A, B, C at step n (n >= 1); the loaded
+# state is a_{1-k} = s_k etc. One word holds 64 consecutive n; bit j of word m is n = 64m+1+j.
+# Step n uses x_{n-d} with 66 <= d <= 111, i.e. only the two previous words:
+#   x_{n-d} word = (W1 << (d-64)) | (W2 >> (128-d)).
+
+_U64 = np.uint64
+
+
+def _lag(w1, w2, d):
+    return (w1 << _U64(d - 64)) | (w2 >> _U64(128 - d))
+
+
+def _hist_words(lo, hi, length):
+    """History words for a register whose x_{1-k} = bit (k-1) of (hi:lo), k = 1..length."""
+    w1 = np.zeros_like(lo)
+    w2 = np.zeros_like(lo)
+    for k in range(1, length + 1):
+        b = (lo >> _U64(k - 1)) & _U64(1) if k <= 64 else (hi >> _U64(k - 65)) & _U64(1)
+        n = 1 - k
+        if n >= -63:
+            w1 |= b << _U64(n + 63)
+        else:
+            w2 |= b << _U64(n + 127)
+    return w1, w2
+
+
+def trivium_words(key_int, iv_ints, nwords, skip_init=True):
+    """Return keystream words for one key and many IVs.
+
+    Parameters
+    ----------
+    key_int : int
+        80-bit little-endian key integer (:func:`key_to_int`).
+    iv_ints : sequence of int
+        80-bit little-endian IV integers, one per instance.
+    nwords : int
+        64-bit words of keystream to return per instance.
+
+    Returns
+    -------
+    np.ndarray of uint64, shape ``(len(iv_ints), nwords)``: bit ``b`` of word ``w`` is keystream
+    bit ``64 w + b``.
+    """
+    iv_ints = [int(v) for v in iv_ints]
+    g = len(iv_ints)
+    mask64 = (1 << 64) - 1
+    klo = np.full(g, key_int & mask64, dtype=_U64)
+    khi = np.full(g, key_int >> 64, dtype=_U64)
+    vlo = np.array([v & mask64 for v in iv_ints], dtype=_U64)
+    vhi = np.array([v >> 64 for v in iv_ints], dtype=_U64)
+    a1, a2 = _hist_words(klo, khi, 80)
+    b1, b2 = _hist_words(vlo, vhi, 80)
+    zero = np.zeros(g, dtype=_U64)
+    # c_{1-k} = 1 for k = 109, 110, 111 -> n = -108..-110 (all in W2: bits 19, 18, 17).
+    c1, c2 = zero.copy(), np.full(g, (1 << 19) | (1 << 18) | (1 << 17), dtype=_U64)
+    out = np.empty((g, nwords), dtype=_U64)
+    skip = INIT_STEPS // 64 if skip_init else 0
+    with np.errstate(over="ignore"):
+        for m in range(skip + nwords):
+            a66, a93 = _lag(a1, a2, 66), _lag(a1, a2, 93)
+            b69, b84 = _lag(b1, b2, 69), _lag(b1, b2, 84)
+            c66, c111 = _lag(c1, c2, 66), _lag(c1, c2, 111)
+            t1 = a66 ^ a93
+            t2 = b69 ^ b84
+            t3 = c66 ^ c111
+            if m >= skip:
+                out[:, m - skip] = t1 ^ t2 ^ t3
+            na = t3 ^ (_lag(c1, c2, 109) & _lag(c1, c2, 110)) ^ _lag(a1, a2, 69)
+            nb = t1 ^ (_lag(a1, a2, 91) & _lag(a1, a2, 92)) ^ _lag(b1, b2, 78)
+            nc = t2 ^ (_lag(b1, b2, 82) & _lag(b1, b2, 83)) ^ _lag(c1, c2, 87)
+            a2, a1 = a1, na
+            b2, b1 = b1, nb
+            c2, c1 = c1, nc
+    return out
+
+
+def words_to_bits(words, nbits):
+    """Unpack uint64 keystream words (last axis) into 0/1 uint8 bits in keystream order."""
+    words = np.ascontiguousarray(words, dtype="<u8")
+    bits = np.unpackbits(words.view(np.uint8).reshape(*words.shape[:-1], -1), axis=-1,
+                         bitorder="little")
+    return bits[..., :nbits]
+
+
+def trivium_keystream(key: bytes, iv: bytes, nbits: int) -> np.ndarray:
+    """Return ``nbits`` keystream bits (uint8 0/1, in output order) for a 10-byte key and IV.
+
+    Key and IV are the byte strings of the eSTREAM vector files (see the module docstring for
+    the bit ordering); packing the result LSB first per byte reproduces their ``stream`` bytes.
+    """
+    k = key_to_int(key, "key")
+    v = key_to_int(iv, "iv")
+    if isinstance(nbits, bool) or not isinstance(nbits, (int, np.integer)) or nbits < 0:
+        raise ValueError(f"nbits must be a non-negative int, not {nbits!r}")
+    nwords = -(-int(nbits) // 64)
+    return words_to_bits(trivium_words(k, [v], nwords)[0], int(nbits))
+
+
+# ------------------------------------------------------------------------------------------
+# hardware
+# ------------------------------------------------------------------------------------------
+class Trivium(wiring.Component):
+    """Trivium core producing ``width`` keystream bits per cycle (see the module docstring).
+
+    Parameters
+    ----------
+    width : int
+        Keystream bits per cycle, 1 to 64.
+
+    Members
+    -------
+    key : In(80)
+    iv : In(80)
+    load : In(1)
+    en : In(1)
+    ready : Out(1)
+    z : Out(width)
+    """
+
+    def __init__(self, width=64):
+        if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= 64:
+            raise ValueError(f"width must be an int in 1..64, not {width!r}")
+        self.width = width
+        self.init_cycles = init_cycles(width)
+        super().__init__({
+            "key": In(80), "iv": In(80), "load": In(1), "en": In(1),
+            "ready": Out(1), "z": Out(width),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        w = self.width
+        a = Signal(_LA)       # a[k-1] = s_k
+        b = Signal(_LB)       # b[k-1] = s_{93+k}
+        c = Signal(_LC, init=0b111 << 108)
+        # Step i (1..w) uses x_{t+i-d} = register bit (d - i), 0-indexed.
+        zr, na, nb, nc = [], [], [], []
+        for i in range(1, w + 1):
+            def x(reg, d, i=i):
+                return reg[d - i]
+            t1 = x(a, 66) ^ x(a, 93)
+            t2 = x(b, 69) ^ x(b, 84)
+            t3 = x(c, 66) ^ x(c, 111)
+            zr.append(t1 ^ t2 ^ t3)
+            na.append(t3 ^ (x(c, 109) & x(c, 110)) ^ x(a, 69))
+            nb.append(t1 ^ (x(a, 91) & x(a, 92)) ^ x(b, 78))
+            nc.append(t2 ^ (x(b, 82) & x(b, 83)) ^ x(c, 87))
+        # After w steps: s'_k = x_{t+w+1-k} (step i = w+1-k) for k <= w, else s_{k-w}.
+        def shifted(reg, new, length):
+            low = Cat(*[new[w - k] for k in range(1, w + 1)])   # k = 1..w -> step w+1-k
+            return Cat(low, reg[:length - w])
+        zraw = Cat(*zr)
+        hold = Signal(w)
+        r = INIT_STEPS % w
+        count = Signal(range(self.init_cycles + 1))
+        ready = Signal()
+        advance = Signal()
+        m.d.comb += advance.eq((count != 0) | (ready & self.en))
+        with m.If(self.load):
+            m.d.sync += [
+                a.eq(Cat(self.key, Const(0, _LA - 80))),
+                b.eq(Cat(self.iv, Const(0, _LB - 80))),
+                c.eq(Const(0b111 << 108, _LC)),
+                count.eq(self.init_cycles),
+                ready.eq(0),
+            ]
+        with m.Elif(advance):
+            m.d.sync += [
+                a.eq(shifted(a, na, _LA)),
+                b.eq(shifted(b, nb, _LB)),
+                c.eq(shifted(c, nc, _LC)),
+                hold.eq(zraw),
+            ]
+            with m.If(count != 0):
+                m.d.sync += count.eq(count - 1)
+                with m.If(count == 1):
+                    m.d.sync += ready.eq(1)
+        m.d.comb += self.ready.eq(ready)
+        if r:
+            m.d.comb += self.z.eq(Cat(hold[r:], zraw[:r]))
+        else:
+            m.d.comb += self.z.eq(zraw)
+        return m
