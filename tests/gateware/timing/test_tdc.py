@@ -1,0 +1,133 @@
+"""TDC encoder against its model; delay-line model and code-density calibration."""
+import numpy as np
+import pytest
+from combkey.gateware.stream import make_simulator
+from combkey.gateware.timing.tdc import (
+    TDC,
+    UNITS_PER_CYCLE,
+    DelayLineConfig,
+    DelayLineModel,
+    check_tdc_params,
+    code_density_table,
+    dnl_inl,
+    linear_table,
+    tdc_model,
+)
+
+SMALL = DelayLineConfig(lines=2, taps=16, tap_mean_ps=400.0, tap_spread=0.3, clock_hz=200e6,
+                        bubble_prob=0.2, seed=3)
+
+
+def rtl_tdc(therm, lines, taps, holdoff):
+    n, ch, _ = therm.shape
+    dut = TDC(channels=ch, lines=lines, taps=taps)
+    hit = np.zeros((n, ch), np.int64)
+    code = np.zeros((n, ch), np.int64)
+    dead = np.zeros((n, ch), np.int64)
+    words = [[int("".join(str(b) for b in row[::-1]), 2) for row in cyc] for cyc in therm]
+
+    async def tb(ctx):
+        ctx.set(dut.holdoff, holdoff)
+        for k in range(n):
+            for c in range(ch):
+                ctx.set(dut.therm[c], words[k][c])
+            await ctx.delay(1e-9)
+            hit[k] = [(ctx.get(dut.hit) >> c) & 1 for c in range(ch)]
+            code[k] = [ctx.get(dut.code[c]) for c in range(ch)]
+            dead[k] = [ctx.get(getattr(dut, f"dead_{c}")) for c in range(ch)]
+            await ctx.tick()
+
+    sim = make_simulator(dut)
+    sim.add_testbench(tb)
+    sim.run()
+    return hit, code, dead
+
+
+def event_therm(cfg, channels, n_cycles, rate_per_cycle, rng, width_cycles=1.5):
+    """Random pulse trains per channel plus forced simultaneous and clock-edge events."""
+    T = cfg.period_ps
+    out = np.zeros((n_cycles, channels, cfg.lines * cfg.taps), np.uint8)
+    common = np.array([10.3, 40.0, 40.0 + 1e-3]) * T  # simultaneous on all channels
+    for c in range(channels):
+        model = DelayLineModel(cfg, c)
+        t, rises = 0.0, []
+        while True:
+            t += rng.exponential(T / rate_per_cycle) + 3 * T
+            if t > (n_cycles - 10) * T:
+                break
+            rises.append(t)
+        edge = [k * T - model.lead_ps() for k in (20, 60)] + [k * T for k in (25, 70)]
+        rises = np.sort(np.concatenate([rises, common[:1], edge]))
+        keep = np.concatenate([[True], np.diff(rises) > 2.2 * T])
+        out[:, c] = model.sample(rises[keep], width_cycles * T, n_cycles)
+    return out
+
+
+@pytest.mark.parametrize("holdoff", [0, 3])
+def test_tdc_matches_model_random_trains(holdoff):
+    rng = np.random.default_rng(5)
+    therm = event_therm(SMALL, 3, 300, 0.15, rng)
+    got = rtl_tdc(therm, SMALL.lines, SMALL.taps, holdoff)
+    want = tdc_model(therm, SMALL.lines, SMALL.taps, holdoff)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+    assert want[0].sum() > 20
+    if holdoff:
+        assert want[2][-1].sum() > 0
+
+
+def test_bubbles_do_not_change_code():
+    cfg = DelayLineConfig(lines=2, taps=32, tap_mean_ps=200.0, clock_hz=200e6, bubble_prob=1.0)
+    m = DelayLineModel(cfg)
+    rise = np.array([1234.5, 30_000.0])
+    bits = m.sample(rise, 6000.0, 12)
+    clean = DelayLineModel(dataclassesreplace(cfg, bubble_prob=0.0)).sample(rise, 6000.0, 12)
+    assert (bits != clean).any()
+    np.testing.assert_array_equal(bits.sum(axis=1), clean.sum(axis=1))
+
+
+def dataclassesreplace(cfg, **kw):
+    import dataclasses
+    return dataclasses.replace(cfg, **kw)
+
+
+def test_code_density_recovers_bins():
+    cfg = DelayLineConfig(seed=11)
+    m = DelayLineModel(cfg)
+    rng = np.random.default_rng(2)
+    tau = m.lead_ps() + rng.random(400_000) * cfg.period_ps
+    codes = m.code(tau)
+    hist = np.bincount(codes, minlength=cfg.lines * cfg.taps + 1)
+    table = code_density_table(hist)
+    tau_test = m.lead_ps() + rng.random(50_000) * cfg.period_ps
+    unit = cfg.period_ps / UNITS_PER_CYCLE
+    err_cal = table[m.code(tau_test)] * unit - (tau_test - m.lead_ps())
+    lin = linear_table(len(hist), cfg.tap_mean_ps / cfg.lines, cfg.clock_hz)
+    err_lin = lin[m.code(tau_test)] * unit - (tau_test - m.lead_ps())
+    rms_cal = np.std(err_cal)
+    rms_lin = np.std(err_lin)
+    dnl, inl = dnl_inl(hist)
+    print(f"\nRMS before cal {rms_lin:.2f} ps, after {rms_cal:.2f} ps; "
+          f"DNL max {abs(dnl).max():.2f} LSB, INL max {abs(inl).max():.2f} LSB")
+    assert rms_cal < 15.0
+    assert rms_cal < rms_lin
+
+
+@pytest.mark.parametrize("hist,msg", [
+    (np.zeros(8, np.int64), "hist must contain at least one hit"),
+    (np.array([1.0, 2.0]), "hist must hold integer counts"),
+    (np.array([[1, 2]]), "hist must be a 1-D array"),
+    (np.array([3, -1, 2]), "hist must be non-negative"),
+])
+def test_code_density_rejects_bad_hist(hist, msg):
+    with pytest.raises(ValueError, match=msg):
+        code_density_table(hist)
+
+
+def test_bad_parameters_named():
+    with pytest.raises(ValueError, match="channels must be at most 32"):
+        check_tdc_params(33, 4, 128)
+    with pytest.raises(ValueError, match="taps must be a positive int"):
+        DelayLineConfig(taps=0)
+    with pytest.raises(ValueError, match="must cover a clock period"):
+        DelayLineConfig(taps=10)
