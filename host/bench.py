@@ -17,6 +17,7 @@ from rich.table import Table
 
 #: benchmark name -> "module:function" returning a dict of figures.
 BENCHES = {
+    "keyrate": "combkey.keyrate.bench:run",
 }
 
 

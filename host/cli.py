@@ -12,6 +12,7 @@ import click
 
 #: subcommand name -> "module:attribute" of its click command.
 COMMANDS = {
+    "keyrate": "combkey.keyrate.cli:keyrate",
     "version": "combkey.cli_core:version",
     "bench": "combkey.bench:bench",
 }

@@ -134,7 +134,8 @@ def mdi_expected_counts(params, intensities, probabilities):
             sent = n * pc[a] * pc[b]
             bases = {_BASIS[a], _BASIS[b]} - {None}
             basis = "Z" if bases == {"Z"} else "X"
-            gain, err = mdi_gains(eta, eta, mc[a], mc[b], pd, ed, basis)
+            gain, err = mdi_gains(eta, eta, mc[a], mc[b], pd,
+                                  ed if basis == "Z" else params.misalignment_x, basis)
             counts.sent[(a, b)] = sent
             counts.detected[(a, b)] = sent * float(gain)
             counts.errors[(a, b)] = sent * float(err)

@@ -15,7 +15,8 @@ field                          default   meaning
 ``fiber_loss_db_per_km``       0.2       fibre attenuation
 ``detector_efficiency``        required  detection efficiency (incl. Charlie's insertion loss)
 ``dark_count_probability``     required  per pulse (time window) per detector
-``misalignment_error``         required  SNS: X-window flip probability; MDI: e_d of both bases
+``misalignment_error``         required  SNS: X-window flip probability; MDI: Z-basis e_d
+``misalignment_error_x``       null      MDI: X-basis e_d (default: ``misalignment_error``)
 ``ec_efficiency``              1.1       error-correction inefficiency ``f``
 ``pulses``                     required  N, total pulses sent per channel in one key block
 ``clock_hz``                   required  pulse repetition rate (per channel)
@@ -108,8 +109,8 @@ def _flag(d, name, default):
 _FIELDS = ("distance_km", "fiber_loss_db_per_km", "detector_efficiency",
            "dark_count_probability", "misalignment_error", "ec_efficiency", "pulses", "clock_hz",
            "epsilon", "channels", "crosstalk_cps", "aopp", "finite", "intensities",
-           "probabilities", "detection_window_s", "x_postselect_fraction", "eps_cor", "eps_pa",
-           "eps_hat", "protocol", "name", "comment")
+           "probabilities", "detection_window_s", "x_postselect_fraction", "misalignment_error_x",
+           "eps_cor", "eps_pa", "eps_hat", "protocol", "name", "comment")
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ class LinkParams:
     probabilities: dict | None = None
     detection_window_s: float | None = None
     x_postselect_fraction: float = 0.1
+    misalignment_error_x: float | None = None
     eps_cor: float | None = None
     eps_pa: float | None = None
     eps_hat: float | None = None
@@ -172,6 +174,8 @@ class LinkParams:
             detection_window_s=_num(d, "detection_window_s", default=None, lo=0, lo_open=True),
             x_postselect_fraction=_num(d, "x_postselect_fraction", default=0.1, lo=0, hi=1,
                                        lo_open=True),
+            misalignment_error_x=_num(d, "misalignment_error_x", default=None, lo=0, hi=0.5,
+                                      hi_open=True),
             eps_cor=_num(d, "eps_cor", default=None, lo=0, hi=1, lo_open=True, hi_open=True),
             eps_pa=_num(d, "eps_pa", default=None, lo=0, hi=1, lo_open=True, hi_open=True),
             eps_hat=_num(d, "eps_hat", default=None, lo=0, hi=1, lo_open=True, hi_open=True),
@@ -220,6 +224,13 @@ class LinkParams:
     def dark_total(self):
         """Noise-click probability per detector per window: dark + crosstalk_cps * window."""
         return min(self.dark_count_probability + self.crosstalk_cps * self.window_s, 0.5)
+
+    @property
+    def misalignment_x(self):
+        """X-basis misalignment (MDI): ``misalignment_error_x`` or ``misalignment_error``."""
+        if self.misalignment_error_x is None:
+            return self.misalignment_error
+        return self.misalignment_error_x
 
     @property
     def eps_terms(self):
