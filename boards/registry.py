@@ -1,0 +1,17 @@
+"""Board names on the command line -> board description (imported lazily)."""
+import importlib
+
+__all__ = ["BOARDS", "get_board"]
+
+#: command-line board name -> "module:attribute" of its :class:`~combkey.boards.base.Board`.
+BOARDS = {
+    "ulx3s-85f": "combkey.boards.ulx3s:BOARD",
+}
+
+
+def get_board(name):
+    """Return the :class:`~combkey.boards.base.Board` called ``name``; reject unknown names."""
+    if name not in BOARDS:
+        raise ValueError(f"board must be one of {', '.join(sorted(BOARDS))}, not {name!r}")
+    module, attr = BOARDS[name].split(":")
+    return getattr(importlib.import_module(module), attr)
