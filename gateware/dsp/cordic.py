@@ -16,8 +16,9 @@ Formats
   counts that produced the vector.
 * ``mag``: ``unsigned(width + 1)``, input LSB times ``K``.
 
-Internally ``x, y`` carry 2 growth bits and the angle ``guard`` = 3 extra bits; the phase is
-rounded to ``phase_bits`` at the output.
+Internally ``x, y`` carry 2 growth bits and :data:`XY_FRAC` = 4 fractional bits (so small
+vectors, e.g. a few tens of clicks, keep their angle), the angle :data:`GUARD` = 3 extra bits;
+the phase is rounded to ``phase_bits`` at the output, the magnitude truncated to input LSB.
 
 Timing: fully pipelined, one vector per cycle, latency ``iterations + 2`` cycles
 (:attr:`Cordic.latency`); the pipeline stalls as a whole while ``o.valid & ~o.ready``.
@@ -31,9 +32,10 @@ from amaranth.lib.wiring import In, Out
 
 from .common import check_int
 
-__all__ = ["Cordic", "cordic_model", "cordic_angles", "GUARD"]
+__all__ = ["Cordic", "cordic_model", "cordic_angles", "GUARD", "XY_FRAC"]
 
 GUARD = 3
+XY_FRAC = 4
 
 
 def cordic_angles(iterations, phase_bits):
@@ -51,8 +53,8 @@ def _check(width, phase_bits, iterations):
 def cordic_model(x, y, *, width=18, phase_bits=16, iterations=16):
     """Bit-exact model of :class:`Cordic`; return ``(mag, phase)`` int64 arrays."""
     _check(width, phase_bits, iterations)
-    x = np.asarray(x, np.int64).copy()
-    y = np.asarray(y, np.int64).copy()
+    x = np.asarray(x, np.int64) << XY_FRAC
+    y = np.asarray(y, np.int64) << XY_FRAC
     zb = phase_bits + GUARD
     neg = x < 0
     x[neg], y[neg] = -x[neg], -y[neg]
@@ -64,7 +66,7 @@ def cordic_model(x, y, *, width=18, phase_bits=16, iterations=16):
         z = np.where(pos, z + a, z - a)
     zr = (z + (1 << (GUARD - 1))) >> GUARD
     phase = ((zr + (1 << (phase_bits - 1))) & ((1 << phase_bits) - 1)) - (1 << (phase_bits - 1))
-    return x, phase
+    return x >> XY_FRAC, phase
 
 
 class Cordic(wiring.Component):
@@ -96,7 +98,7 @@ class Cordic(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        w = self.width + 2
+        w = self.width + 2 + XY_FRAC
         zb = self.phase_bits + GUARD
         n = self.iterations
         adv = Signal()
@@ -107,7 +109,8 @@ class Cordic(wiring.Component):
         vs = [Signal(name=f"v{k}") for k in range(n + 1)]
         angles = cordic_angles(n, self.phase_bits)
         with m.If(adv):
-            x0, y0 = self.i.payload.x, self.i.payload.y
+            x0 = self.i.payload.x << XY_FRAC
+            y0 = self.i.payload.y << XY_FRAC
             neg = x0 < 0
             m.d.sync += [xs[0].eq(Mux(neg, -x0, x0)), ys[0].eq(Mux(neg, -y0, y0)),
                          zs[0].eq(Mux(neg, 1 << (zb - 1), 0)), vs[0].eq(self.i.valid)]
@@ -121,6 +124,6 @@ class Cordic(wiring.Component):
                     vs[k + 1].eq(vs[k]),
                 ]
             zr = (zs[n] + (1 << (GUARD - 1)))[GUARD:zb]
-            m.d.sync += [self.o.valid.eq(vs[n]), self.o.payload.mag.eq(xs[n]),
+            m.d.sync += [self.o.valid.eq(vs[n]), self.o.payload.mag.eq(xs[n] >> XY_FRAC),
                          self.o.payload.phase.eq(zr.as_signed())]
         return m

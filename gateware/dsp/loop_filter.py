@@ -103,7 +103,7 @@ def pid_coefficients(kp, ki, kd=0.0, coef_frac=16):
     scale = 1 << coef_frac
     b = [kp + ki + kd, -kp - 2 * kd, kd]
     q = [int(round(v * scale)) for v in b]
-    for name, v in zip(("b0", "b1", "b2"), q):
+    for name, v in zip(("b0", "b1", "b2"), q, strict=True):
         if not -(1 << 17) <= v < (1 << 17):
             raise ValueError(f"{name} must fit in 18 bits at coef_frac={coef_frac}, "
                              f"not {v!r} (kp={kp!r}, ki={ki!r}, kd={kd!r})")
@@ -119,7 +119,7 @@ def pi2_coefficients(kp, ki, ki2, coef_frac=16):
     scale = 1 << coef_frac
     b = [kp + ki + ki2, -2 * kp - ki, kp]
     q = [int(round(v * scale)) for v in b]
-    for name, v in zip(("b0", "b1", "b2"), q):
+    for name, v in zip(("b0", "b1", "b2"), q, strict=True):
         if not -(1 << 17) <= v < (1 << 17):
             raise ValueError(f"{name} must fit in 18 bits at coef_frac={coef_frac}, "
                              f"not {v!r} (kp={kp!r}, ki={ki!r}, ki2={ki2!r})")

@@ -3,7 +3,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-
 from combkey.gateware.dsp.loop_filter import (
     LoopFilter,
     LoopFilterConfig,

@@ -1,7 +1,6 @@
 """CORDIC and the OPLL phase detector (NCO, I/Q, decimator, CORDIC, unwrapper) vs their models."""
 import numpy as np
 import pytest
-
 from combkey.gateware.dsp.cordic import Cordic, cordic_model
 from combkey.gateware.dsp.phase_detector import PhaseDetector, PhaseDetectorModel
 from combkey.gateware.stream import make_simulator, stream_get, stream_put
@@ -14,7 +13,7 @@ def rtl_cordic(x, y, width, stall_seed=None):
     rng = np.random.default_rng(stall_seed)
 
     async def producer(ctx):
-        for a, b in zip(x, y):
+        for a, b in zip(x, y, strict=True):
             await stream_put(ctx, dut.i, {"x": int(a), "y": int(b)})
 
     async def consumer(ctx):

@@ -1,0 +1,244 @@
+"""Lock monitor: lock detection from the error, loss-of-lock counting, automatic relock sweep.
+
+Per error sample ``e`` (with ``act``, the loop filter's current output):
+
+* ``in = |e| <= threshold``; ``in_run`` / ``out_run`` count consecutive in / out samples
+  (saturating at 65535).
+* ``ACQUIRE`` (after reset, and after a capture): ``in_run >= lock_samples`` -> ``LOCKED``. With
+  ``sweep_enable`` and ``acquire_timeout != 0``, ``acquire_timeout`` samples without locking
+  start a sweep.
+* ``LOCKED``: ``out_run >= unlock_samples`` is a loss of lock: ``loss_count += 1``, then a sweep
+  (``sweep_enable``) or ``ACQUIRE``.
+* ``SWEEP``: entered with ``offset = clamp(offset + act, sweep_min, sweep_max)`` (the actuator
+  stays where it was) and a ``clear`` of the loop filter; while sweeping the filter is held and
+  ``offset`` moves by ``sweep_step`` per sample, a triangle between ``sweep_min`` and
+  ``sweep_max``. ``in_run >= capture_samples`` ends the sweep (-> ``ACQUIRE``), leaving
+  ``offset`` where the capture happened. ``sweep_count += 1`` per sweep started.
+
+The loop's actuator word is ``offset + filter output``.
+
+Members
+-------
+i : In(stream.Signature({err: signed(err_width), act: signed(out_width)}))
+    Always ready; the outputs below are updated one cycle after each transfer (``done``).
+state : Out(2)       ``0`` ACQUIRE, ``1`` LOCKED, ``2`` SWEEP (also an R register).
+offset : Out(signed(out_width))
+hold, clear : Out(1)  Filter hold (in SWEEP) and the one-sample clear request, valid with
+    ``done``.
+done : Out(1)         One-cycle pulse: outputs updated for the last sample.
+
+Registers
+---------
+``threshold`` (RW, err_width - 1 bits, error LSB), ``lock_samples``, ``unlock_samples``,
+``capture_samples`` (RW 16), ``acquire_timeout`` (RW 32, samples, 0 = never), ``sweep_enable``
+(RW 1), ``sweep_step`` (RW, out_width - 1 bits), ``sweep_min``, ``sweep_max`` (RW signed),
+``state`` (R 2), ``locked`` (R 1), ``loss_count``, ``sweep_count`` (R 32).
+"""
+import dataclasses
+import enum
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..regs import Access, Reg
+from .common import check_int, reg_members
+
+__all__ = ["LockState", "LockMonitor", "LockMonitorConfig", "LockMonitorModel"]
+
+RUN_MAX = (1 << 16) - 1
+
+
+class LockState(enum.IntEnum):
+    ACQUIRE = 0
+    LOCKED = 1
+    SWEEP = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class LockMonitorConfig:
+    """Register values of a :class:`LockMonitor`."""
+
+    threshold: int = 0
+    lock_samples: int = 16
+    unlock_samples: int = 16
+    capture_samples: int = 4
+    acquire_timeout: int = 0
+    sweep_enable: int = 0
+    sweep_step: int = 1
+    sweep_min: int = 0
+    sweep_max: int = 0
+
+    def check(self, err_width, out_width):
+        check_int("threshold", self.threshold, 0, (1 << (err_width - 1)) - 1)
+        for name in ("lock_samples", "unlock_samples", "capture_samples"):
+            check_int(name, getattr(self, name), 0, RUN_MAX)
+        check_int("acquire_timeout", self.acquire_timeout, 0, (1 << 32) - 1)
+        check_int("sweep_enable", self.sweep_enable, 0, 1)
+        check_int("sweep_step", self.sweep_step, 0, (1 << (out_width - 1)) - 1)
+        for name in ("sweep_min", "sweep_max"):
+            check_int(name, getattr(self, name), -(1 << (out_width - 1)),
+                      (1 << (out_width - 1)) - 1)
+        if self.sweep_min > self.sweep_max:
+            raise ValueError(f"sweep_min must be <= sweep_max, not {self.sweep_min!r} > "
+                             f"{self.sweep_max!r}")
+        return self
+
+
+class LockMonitorModel:
+    """Bit-exact model of :class:`LockMonitor`; :meth:`step` per sample."""
+
+    def __init__(self, cfg, *, err_width=18, out_width=18):
+        self.cfg = cfg.check(err_width, out_width)
+        self.state = LockState.ACQUIRE
+        self.in_run = self.out_run = 0
+        self.acq_time = 0
+        self.offset = 0
+        self.up = True
+        self.loss_count = self.sweep_count = 0
+
+    def _enter_sweep(self, act):
+        c = self.cfg
+        self.state = LockState.SWEEP
+        self.offset = min(max(self.offset + act, c.sweep_min), c.sweep_max)
+        self.up = True
+        self.sweep_count += 1
+        return True
+
+    def step(self, err, act):
+        """Process one sample; return ``(state, offset, hold, clear)``."""
+        c = self.cfg
+        inside = abs(err) <= c.threshold
+        self.in_run = min(self.in_run + 1, RUN_MAX) if inside else 0
+        self.out_run = 0 if inside else min(self.out_run + 1, RUN_MAX)
+        clear = False
+        if self.state == LockState.ACQUIRE:
+            self.acq_time = min(self.acq_time + 1, (1 << 32) - 1)
+            if self.in_run >= c.lock_samples:
+                self.state = LockState.LOCKED
+            elif c.sweep_enable and c.acquire_timeout and self.acq_time >= c.acquire_timeout:
+                clear = self._enter_sweep(act)
+        elif self.state == LockState.LOCKED:
+            if self.out_run >= c.unlock_samples:
+                self.loss_count += 1
+                if c.sweep_enable:
+                    clear = self._enter_sweep(act)
+                else:
+                    self.state = LockState.ACQUIRE
+                    self.acq_time = 0
+        else:
+            if self.in_run >= c.capture_samples:
+                self.state = LockState.ACQUIRE
+                self.acq_time = 0
+            elif self.up:
+                self.offset += c.sweep_step
+                if self.offset >= c.sweep_max:
+                    self.offset, self.up = c.sweep_max, False
+            else:
+                self.offset -= c.sweep_step
+                if self.offset <= c.sweep_min:
+                    self.offset, self.up = c.sweep_min, True
+        return int(self.state), self.offset, self.state == LockState.SWEEP, clear
+
+
+class LockMonitor(wiring.Component):
+    """Lock monitor (see the module docstring).
+
+    Parameters
+    ----------
+    err_width : int
+        Error sample width, 2..32.
+    out_width : int
+        Actuator word width, 2..32.
+    """
+
+    def __init__(self, *, err_width=18, out_width=18):
+        check_int("err_width", err_width, 2, 32)
+        check_int("out_width", out_width, 2, 32)
+        self.err_width, self.out_width = err_width, out_width
+        self.in_layout = data.StructLayout({"err": signed(err_width), "act": signed(out_width)})
+        members = {"i": In(stream.Signature(self.in_layout)),
+                   "offset": Out(signed(out_width)), "hold": Out(1), "clear": Out(1),
+                   "done": Out(1)}
+        members.update(reg_members(self.registers()))
+        super().__init__(members)
+
+    def registers(self):
+        ew, ow = self.err_width, self.out_width
+        return [
+            Reg("threshold", ew - 1, doc="|error| <= threshold counts as in lock (error LSB)."),
+            Reg("lock_samples", 16, reset=16, doc="Consecutive in-lock samples to declare lock."),
+            Reg("unlock_samples", 16, reset=16, doc="Consecutive out samples: loss of lock."),
+            Reg("capture_samples", 16, reset=4, doc="Consecutive in samples ending a sweep."),
+            Reg("acquire_timeout", 32, doc="Samples in ACQUIRE before sweeping (0: never)."),
+            Reg("sweep_enable", 1, doc="1: relock by sweeping the actuator."),
+            Reg("sweep_step", ow - 1, reset=1, doc="Sweep step per sample, actuator LSB."),
+            Reg("sweep_min", ow, signed=True, doc="Sweep lower bound, actuator LSB."),
+            Reg("sweep_max", ow, signed=True, doc="Sweep upper bound, actuator LSB."),
+            Reg("state", 2, Access.R, doc="0 ACQUIRE, 1 LOCKED, 2 SWEEP."),
+            Reg("locked", 1, Access.R, doc="1 while LOCKED."),
+            Reg("loss_count", 32, Access.R, doc="Loss-of-lock events (wraps)."),
+            Reg("sweep_count", 32, Access.R, doc="Relock sweeps started (wraps)."),
+        ]
+
+    def elaborate(self, platform):
+        m = Module()
+        ow = self.out_width
+        in_run = Signal(16)
+        out_run = Signal(16)
+        acq = Signal(32)
+        up = Signal(init=1)
+        m.d.comb += [self.i.ready.eq(1), self.locked.eq(self.state == LockState.LOCKED),
+                     self.hold.eq(self.state == LockState.SWEEP)]
+        err = self.i.payload.err
+        act = self.i.payload.act
+        inside = Mux(err < 0, -err, err) <= self.threshold
+        nin = Mux(inside, Mux(in_run == RUN_MAX, RUN_MAX, in_run + 1), 0)
+        nout = Mux(inside, 0, Mux(out_run == RUN_MAX, RUN_MAX, out_run + 1))
+        nacq = Mux(acq == (1 << 32) - 1, acq, acq + 1)
+        m.d.sync += [self.done.eq(0), self.clear.eq(0)]
+        entry = Signal(signed(ow + 1))
+        m.d.comb += entry.eq(self.offset + act)
+        up_next = Signal(signed(ow + 1))
+        dn_next = Signal(signed(ow + 1))
+        m.d.comb += [up_next.eq(self.offset + self.sweep_step),
+                     dn_next.eq(self.offset - self.sweep_step)]
+
+        def enter_sweep():
+            m.d.sync += [self.state.eq(LockState.SWEEP), self.clear.eq(1), up.eq(1),
+                         self.sweep_count.eq(self.sweep_count + 1),
+                         self.offset.eq(Mux(entry < self.sweep_min, self.sweep_min,
+                                            Mux(entry > self.sweep_max, self.sweep_max,
+                                                entry)))]
+
+        with m.If(self.i.valid):
+            m.d.sync += [in_run.eq(nin), out_run.eq(nout), self.done.eq(1)]
+            with m.Switch(self.state):
+                with m.Case(LockState.ACQUIRE):
+                    m.d.sync += acq.eq(nacq)
+                    with m.If(nin >= self.lock_samples):
+                        m.d.sync += self.state.eq(LockState.LOCKED)
+                    with m.Elif(self.sweep_enable & (self.acquire_timeout != 0)
+                                & (nacq >= self.acquire_timeout)):
+                        enter_sweep()
+                with m.Case(LockState.LOCKED):
+                    with m.If(nout >= self.unlock_samples):
+                        m.d.sync += self.loss_count.eq(self.loss_count + 1)
+                        with m.If(self.sweep_enable):
+                            enter_sweep()
+                        with m.Else():
+                            m.d.sync += [self.state.eq(LockState.ACQUIRE), acq.eq(0)]
+                with m.Default():
+                    with m.If(nin >= self.capture_samples):
+                        m.d.sync += [self.state.eq(LockState.ACQUIRE), acq.eq(0)]
+                    with m.Elif(up):
+                        with m.If(up_next >= self.sweep_max):
+                            m.d.sync += [self.offset.eq(self.sweep_max), up.eq(0)]
+                        with m.Else():
+                            m.d.sync += self.offset.eq(up_next)
+                    with m.Else():
+                        with m.If(dn_next <= self.sweep_min):
+                            m.d.sync += [self.offset.eq(self.sweep_min), up.eq(1)]
+                        with m.Else():
+                            m.d.sync += self.offset.eq(dn_next)
+        return m
