@@ -1,0 +1,524 @@
+"""Slot clock, slot classifier and BSM coincidence records for the relay.
+
+Slot clock (:class:`SlotClock`)
+-------------------------------
+Slots have a period of ``period`` tagger units (``T / 38400``, see ``tdc``); the clock edge of
+cycle ``k`` after ``start`` lies in slot ``slot_edge`` at phase ``phase_edge``, advanced every
+cycle by ``slots_per_cycle = 38400 // period`` slots and ``period_rem = 38400 % period`` units
+(exact, no drift). ``phase0`` is the phase of the edge at ``start``: it is the slot offset (the
+host moves it for arrival-time compensation). :func:`slot_config` computes the registers.
+Registers: ``period`` (RW 24, units, >= 256), ``slots_per_cycle`` (RW 16), ``period_rem`` (RW 24),
+``recip`` (RW 24, ``2**24 // period``), ``phase0`` (RW 24), ``start`` (W1P 1).
+
+Slot classifier (:class:`SlotClassifier`)
+----------------------------------------
+Input ``i: In(stream.Signature(Click))`` from :class:`~.tagger.Tagger`. A click ``fine`` units
+before an edge lies in slot ``slot_edge - k`` at phase ``phase_edge - fine + k*period`` with
+``k = ceil((fine - phase_edge) / period)`` (``0`` if negative), computed with the reciprocal and
+one exact correction. Gates: phase in ``[gate0_lo, gate0_hi)`` is bin 0, else in
+``[gate1_lo, gate1_hi)`` bin 1, else the click is out of gate (counted, no record). Channels map
+to lanes (wavelengths) and detectors by mode:
+
+=====  ================  ====================  ===============================================
+mode   name              lane, detector        pattern bit ``det + dets * bin``
+=====  ================  ====================  ===============================================
+0      TF (SNS)          ``c >> 1``, ``c & 1``  bit0 D0, bit1 D1 (bits 2, 3: same in gate 1)
+1      MDI time-bin      ``c >> 1``, ``c & 1``  bit0 D1|e>, bit1 D2|e>, bit2 D1|l>, bit3 D2|l>
+2      MDI polarization  ``c >> 2``, ``c & 3``  bit0 D1H, bit1 D1V, bit2 D2H, bit3 D2V (gate 0)
+=====  ================  ====================  ===============================================
+
+Records: clicks of one lane in one slot are OR-ed into one record. A lane's open record is
+emitted when a click of any lane arrives in a later slot (or of its own lane in another slot),
+lowest lane first, or on ``flush``. A click whose time within its gate differs from the first
+click's by more than ``window`` units marks the record ``wide`` (not a coincidence).
+
+Detection record (:class:`RecordWord`, 64 bits; the key-session code decodes it with
+:func:`decode_records`):
+
+=========  ====  ===  ========================================================================
+field      bits  at   meaning
+=========  ====  ===  ========================================================================
+valid      1     0    1 in every record (an empty FIFO reads as 0)
+slot       32    1    slot index since ``start`` (wraps at 2**32)
+lane       5     33   wavelength / detector group
+pattern    4     38   detector bits (table above)
+cls        3     42   :class:`ClickClass`: 1 single, 2 Psi-, 3 Psi+, 4 multi/invalid
+double     1     45   two or more pattern bits (double click)
+wide       1     46   a click outside the coincidence window
+repeat     1     47   a detector bit clicked twice in the slot
+clicks     3     48   clicks merged (saturates at 7)
+mode       2     51   mode when emitted
+=========  ====  ===  ========================================================================
+
+Classification: one bit is ``SINGLE``. Time-bin: ``D1e+D2l`` (0b1001) or ``D2e+D1l`` (0b0110)
+is ``PSI_MINUS``, ``D1e+D1l`` / ``D2e+D2l`` (0b0101 / 0b1010) ``PSI_PLUS``. Polarization:
+``D1H+D2V`` / ``D1V+D2H`` (0b1001 / 0b0110) ``PSI_MINUS``, ``D1H+D1V`` / ``D2H+D2V``
+(0b0011 / 0b1100) ``PSI_PLUS``. Everything else with two or more bits, and every ``wide``
+record, is ``MULTI``. TF records with both detectors are ``MULTI`` with ``double`` set.
+
+Registers of the classifier: ``mode`` (RW 2), ``gate0_lo/hi``, ``gate1_lo/hi`` (RW 24, units;
+``lo >= hi`` disables), ``window`` (RW 24, units), ``flush`` (W1P 1), ``records`` (R 64, pop on
+read), ``record_level`` (R 16), ``clicks`` (R 32), ``out_of_gate`` (R 32), ``class_single``,
+``class_psi_minus``, ``class_psi_plus``, ``class_multi`` (R 32), ``pattern_<p>`` (R 32, records
+per pattern ``p`` in 0..15). Wrapping counts. The record FIFO back-pressures the tagger: no
+record is dropped. Annotated clicks leave on ``a`` (always ready) for the histograms.
+Latency 4 cycles to ``a``; throughput one click per cycle plus one cycle per emitted record.
+"""
+import dataclasses
+import enum
+
+import numpy as np
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from ..regs import Access, Reg
+from .tagger import Click
+from .tdc import UNITS_PER_CYCLE
+
+__all__ = ["SlotClock", "slot_clock_model", "slot_config", "SlotClassifier", "RecordWord",
+           "Annotated", "ClickClass", "ClassifierConfig", "classifier_model", "classify",
+           "decode_records", "RECIP_SHIFT", "MODE_TF", "MODE_TIMEBIN", "MODE_POL"]
+
+RECIP_SHIFT = 24
+MODE_TF, MODE_TIMEBIN, MODE_POL = 0, 1, 2
+
+
+class ClickClass(enum.IntEnum):
+    NONE = 0
+    SINGLE = 1
+    PSI_MINUS = 2
+    PSI_PLUS = 3
+    MULTI = 4
+
+
+class RecordWord(data.Struct):
+    """One detection record (module docstring)."""
+
+    valid: 1
+    slot: 32
+    lane: 5
+    pattern: 4
+    cls: 3
+    double: 1
+    wide: 1
+    repeat: 1
+    clicks: 3
+    mode: 2
+    reserved: 11
+
+
+class Annotated(data.Struct):
+    """A click with its slot phase and gate bin (``bin`` 3: out of gate), for histograms."""
+
+    channel: 5
+    coarse: 39
+    fine: 17
+    phase: 24
+    bin: 2
+
+
+RECORD_FIELDS = ("slot", "lane", "pattern", "cls", "double", "wide", "repeat", "clicks", "mode")
+RECORD_DTYPE = np.dtype([(f, np.int64) for f in RECORD_FIELDS])
+
+
+def decode_records(raw):
+    """Decode 64-bit record words into a structured array (``RECORD_FIELDS``), valid only."""
+    raw = np.asarray(raw, dtype=np.uint64)
+    lay = data.Layout.cast(RecordWord)
+    valid = (raw & np.uint64(1)) != 0
+    out = np.zeros(int(valid.sum()), RECORD_DTYPE)
+    for f in RECORD_FIELDS:
+        out[f] = ((raw[valid] >> np.uint64(lay[f].offset))
+                  & np.uint64((1 << lay[f].width) - 1)).astype(np.int64)
+    return out
+
+
+def slot_config(period_units, phase0=0):
+    """Register values of :class:`SlotClock` for a slot period in tagger units."""
+    if not isinstance(period_units, (int, np.integer)) or not 256 <= period_units < 1 << 24:
+        raise ValueError(f"period_units must be an int in [256, 2**24), not {period_units!r}")
+    if not 0 <= phase0 < period_units:
+        raise ValueError(f"phase0 must be in [0, period_units), not {phase0!r}")
+    return {"period": int(period_units), "slots_per_cycle": UNITS_PER_CYCLE // period_units,
+            "period_rem": UNITS_PER_CYCLE % period_units,
+            "recip": (1 << RECIP_SHIFT) // period_units, "phase0": int(phase0)}
+
+
+class SlotClock(wiring.Component):
+    """Slot index and phase of every clock edge (module docstring)."""
+
+    period: In(24, init=3840)
+    slots_per_cycle: In(16, init=10)
+    period_rem: In(24)
+    recip: In(24, init=(1 << RECIP_SHIFT) // 3840)
+    phase0: In(24)
+    start: In(1)
+    slot_edge: Out(32)
+    phase_edge: Out(24)
+
+    def registers(self):
+        return [
+            Reg("period", 24, Access.RW, 3840, "Slot period, tagger units (T/38400), >= 256."),
+            Reg("slots_per_cycle", 16, Access.RW, 10, "38400 // period."),
+            Reg("period_rem", 24, Access.RW, 0, "38400 % period, tagger units."),
+            Reg("recip", 24, Access.RW, (1 << RECIP_SHIFT) // 3840, "2**24 // period."),
+            Reg("phase0", 24, Access.RW, 0, "Phase of the clock edge at start, tagger units."),
+            Reg("start", 1, Access.W1P, 0, "Restart the slot count at slot 0, phase phase0."),
+        ]
+
+    def elaborate(self, platform):
+        m = Module()
+        ph = Signal(25)
+        m.d.comb += ph.eq(self.phase_edge + self.period_rem)
+        with m.If(self.start):
+            m.d.sync += [self.slot_edge.eq(0), self.phase_edge.eq(self.phase0)]
+        with m.Elif(ph >= self.period):
+            m.d.sync += [self.slot_edge.eq(self.slot_edge + self.slots_per_cycle + 1),
+                         self.phase_edge.eq(ph - self.period)]
+        with m.Else():
+            m.d.sync += [self.slot_edge.eq(self.slot_edge + self.slots_per_cycle),
+                         self.phase_edge.eq(ph)]
+        return m
+
+
+def slot_clock_model(cycles, cfg, start_at=0):
+    """``(slot_edge, phase_edge)`` per cycle for :class:`SlotClock` started in ``start_at``."""
+    slot = np.zeros(cycles, np.int64)
+    phase = np.zeros(cycles, np.int64)
+    s, p = 0, 0
+    for k in range(cycles):
+        slot[k], phase[k] = s, p
+        if k == start_at:
+            s, p = 0, cfg["phase0"]
+        else:
+            ph = p + cfg["period_rem"]
+            if ph >= cfg["period"]:
+                s, p = (s + cfg["slots_per_cycle"] + 1) & 0xFFFF_FFFF, ph - cfg["period"]
+            else:
+                s, p = (s + cfg["slots_per_cycle"]) & 0xFFFF_FFFF, ph
+    return slot, phase
+
+
+def classify(pattern, mode, wide):
+    """:class:`ClickClass` of a record (module docstring)."""
+    n = bin(pattern).count("1")
+    if n == 0:
+        return ClickClass.NONE
+    if n == 1 and not wide:
+        return ClickClass.SINGLE
+    if wide or mode == MODE_TF:
+        return ClickClass.MULTI
+    if pattern in (0b1001, 0b0110):
+        return ClickClass.PSI_MINUS
+    if (mode == MODE_TIMEBIN and pattern in (0b0101, 0b1010)) or \
+            (mode == MODE_POL and pattern in (0b0011, 0b1100)):
+        return ClickClass.PSI_PLUS
+    return ClickClass.MULTI
+
+
+@dataclasses.dataclass
+class ClassifierConfig:
+    """Register values of :class:`SlotClassifier` (and the slot period it is fed)."""
+
+    mode: int = MODE_TF
+    gate0: tuple = (0, 1 << 24)
+    gate1: tuple = (0, 0)
+    window: int = 1 << 23
+    period: int = 3840
+
+    def __post_init__(self):
+        if self.mode not in (MODE_TF, MODE_TIMEBIN, MODE_POL):
+            raise ValueError(f"mode must be 0 (TF), 1 (time-bin) or 2 (polarization), "
+                             f"not {self.mode!r}")
+        for name in ("gate0", "gate1"):
+            lo, hi = getattr(self, name)
+            if not (0 <= lo < 1 << 24 and 0 <= hi <= 1 << 24):
+                raise ValueError(f"{name} must be a (lo, hi) pair of 24-bit units, "
+                                 f"not {getattr(self, name)!r}")
+
+
+class SlotClassifier(wiring.Component):
+    """Slot/bin classification, gates, per-lane records and coincidence counters."""
+
+    def __init__(self, channels=16, record_depth=512):
+        if not isinstance(channels, int) or not 1 <= channels <= 32:
+            raise ValueError(f"channels must be an int in 1..32, not {channels!r}")
+        self.channels = channels
+        self.lanes = (channels + 1) // 2
+        self.record_depth = record_depth
+        members = {
+            "i": In(stream.Signature(Click)),
+            "a": Out(stream.Signature(Annotated, always_ready=True)),
+            "period": In(24), "recip": In(24),
+            "mode": In(2), "window": In(24), "flush": In(1),
+            "records": Out(64), "records_rd": In(1), "record_level": Out(16),
+            "clicks": Out(32), "out_of_gate": Out(32),
+        }
+        for g in ("gate0_lo", "gate0_hi", "gate1_lo", "gate1_hi"):
+            members[g] = In(24)
+        for c in ("single", "psi_minus", "psi_plus", "multi"):
+            members[f"class_{c}"] = Out(32)
+        for p in range(16):
+            members[f"pattern_{p}"] = Out(32)
+        super().__init__(members)
+
+    def registers(self):
+        regs = [Reg("mode", 2, Access.RW, 0, "0 TF, 1 MDI time-bin, 2 MDI polarization."),
+                Reg("gate0_lo", 24, Access.RW, 0, "Gate 0 start, slot phase units."),
+                Reg("gate0_hi", 24, Access.RW, (1 << 24) - 1, "Gate 0 end (exclusive)."),
+                Reg("gate1_lo", 24, Access.RW, 0, "Gate 1 start (late bin)."),
+                Reg("gate1_hi", 24, Access.RW, 0, "Gate 1 end (exclusive); lo >= hi disables."),
+                Reg("window", 24, Access.RW, (1 << 23), "Coincidence window, tagger units."),
+                Reg("flush", 1, Access.W1P, 0, "Emit every open record."),
+                Reg("records", 64, Access.R, 0, "Record FIFO head (RecordWord); word 0 pops."),
+                Reg("record_level", 16, Access.R, 0, "Records waiting."),
+                Reg("clicks", 32, Access.R, 0, "Clicks classified."),
+                Reg("out_of_gate", 32, Access.R, 0, "Clicks outside both gates.")]
+        regs += [Reg(f"class_{c}", 32, Access.R, 0, f"Records of class {c}.")
+                 for c in ("single", "psi_minus", "psi_plus", "multi")]
+        regs += [Reg(f"pattern_{p}", 32, Access.R, 0, f"Records with pattern {p:#06b}.")
+                 for p in range(16)]
+        return regs
+
+    def elaborate(self, platform):
+        m = Module()
+        L = self.lanes
+        m.submodules.rfifo = rfifo = SyncFIFOBuffered(width=64, depth=self.record_depth)
+        m.d.comb += [rfifo.r_en.eq(self.records_rd), self.record_level.eq(rfifo.level)]
+        with m.If(rfifo.r_rdy):
+            m.d.comb += self.records.eq(rfifo.r_data)
+
+        # Pipeline: s1 (e*recip), s2 (remainder), s3 (slot, phase, gate, lane, bit).
+        en = Signal()
+        v1, v2, v3 = Signal(), Signal(), Signal()
+        c1, c2 = Signal(Click), Signal(Click)
+        neg1, neg2 = Signal(), Signal()
+        e1, e2 = Signal(18), Signal(18)
+        prod1 = Signal(42)
+        q2 = Signal(18)
+        qp2 = Signal(42)
+        m.d.comb += self.i.ready.eq(en)
+        d = Signal(range(-(1 << 25), 1 << 25))
+        m.d.comb += d.eq(self.i.payload.fine - self.i.payload.phase_edge)
+        with m.If(en):
+            m.d.sync += [v1.eq(self.i.valid), c1.eq(self.i.payload), neg1.eq(d <= 0),
+                         e1.eq(d - 1), prod1.eq((d - 1)[:18] * self.recip)]
+            m.d.sync += [v2.eq(v1), c2.eq(c1), neg2.eq(neg1), e2.eq(e1),
+                         q2.eq(prod1 >> RECIP_SHIFT),
+                         qp2.eq((prod1 >> RECIP_SHIFT)[:18] * self.period)]
+        r2 = Signal(range(-(1 << 43), 1 << 43))
+        m.d.comb += r2.eq(e2 - qp2)
+        fix = r2 >= self.period
+        k = Signal(19)
+        rr = Signal(range(-(1 << 43), 1 << 43))
+        m.d.comb += [k.eq(q2 + 1 + fix), rr.eq(Mux(fix, r2 - self.period, r2))]
+        slot3, phase3 = Signal(32), Signal(24)
+        ch3 = Signal(5)
+        coarse3, fine3 = Signal(39), Signal(17)
+        with m.If(en):
+            m.d.sync += [v3.eq(v2), ch3.eq(c2.channel), coarse3.eq(c2.coarse),
+                         fine3.eq(c2.fine)]
+            with m.If(neg2):
+                m.d.sync += [slot3.eq(c2.slot_edge), phase3.eq(c2.phase_edge - c2.fine)]
+            with m.Else():
+                m.d.sync += [slot3.eq(c2.slot_edge - k), phase3.eq(self.period - 1 - rr)]
+
+        # Gate, lane, detector bit (combinational from s3).
+        in0 = (phase3 >= self.gate0_lo) & (phase3 < self.gate0_hi)
+        in1 = (phase3 >= self.gate1_lo) & (phase3 < self.gate1_hi)
+        binv = Signal(2)
+        rel = Signal(24)
+        with m.If(in0):
+            m.d.comb += [binv.eq(0), rel.eq(phase3 - self.gate0_lo)]
+        with m.Elif(in1):
+            m.d.comb += [binv.eq(1), rel.eq(phase3 - self.gate1_lo)]
+        with m.Else():
+            m.d.comb += binv.eq(3)
+        pol = self.mode == MODE_POL
+        lane = Signal(5)
+        det = Signal(2)
+        m.d.comb += [lane.eq(Mux(pol, ch3 >> 2, ch3 >> 1)), det.eq(Mux(pol, ch3[:2], ch3[0]))]
+        bitidx = Signal(3)
+        m.d.comb += bitidx.eq(Mux(pol, det + (binv[0] << 2), det + (binv[0] << 1)))
+        gated = (binv != 3) & (bitidx < 4)
+        bit = Signal(4)
+        m.d.comb += bit.eq(Const(1, 4) << bitidx[:2])
+
+        # Per-lane open records.
+        o_open = Signal(L)
+        o_slot = [Signal(32, name=f"slot_l{i}") for i in range(L)]
+        o_pat = [Signal(4, name=f"pat_l{i}") for i in range(L)]
+        o_rel = [Signal(24, name=f"rel_l{i}") for i in range(L)]
+        o_wide = Signal(L)
+        o_rep = Signal(L)
+        o_n = [Signal(3, name=f"n_l{i}") for i in range(L)]
+        flushing = Signal()
+        with m.If(self.flush):
+            m.d.sync += flushing.eq(1)
+        stale = Signal(L)
+        for i in range(L):
+            diff = Signal(32, name=f"diff_l{i}")
+            m.d.comb += diff.eq(slot3 - o_slot[i])
+            later = (diff != 0) & ~diff[31]
+            same_lane = lane == i
+            m.d.comb += stale[i].eq(o_open[i] & (flushing | (v3 & gated & (
+                later | (same_lane & (diff != 0))))))
+        sel = Signal(range(max(L, 2)))
+        for i in reversed(range(L)):
+            with m.If(stale[i]):
+                m.d.comb += sel.eq(i)
+        # Emit.
+        rec = RecordWord(rfifo.w_data)
+        pat_sel = Signal(4)
+        wide_sel = Signal()
+        m.d.comb += [pat_sel.eq(Cat(*o_pat).word_select(sel, 4)), wide_sel.eq(o_wide.bit_select(
+            sel, 1))]
+        cls = Signal(3)
+        npat = Signal(3)
+        m.d.comb += npat.eq(pat_sel[0] + pat_sel[1] + pat_sel[2] + pat_sel[3])
+        with m.If(npat == 0):
+            m.d.comb += cls.eq(ClickClass.NONE)
+        with m.Elif((npat == 1) & ~wide_sel):
+            m.d.comb += cls.eq(ClickClass.SINGLE)
+        with m.Elif(wide_sel | (self.mode == MODE_TF)):
+            m.d.comb += cls.eq(ClickClass.MULTI)
+        with m.Elif((pat_sel == 0b1001) | (pat_sel == 0b0110)):
+            m.d.comb += cls.eq(ClickClass.PSI_MINUS)
+        with m.Elif(((self.mode == MODE_TIMEBIN) & ((pat_sel == 0b0101) | (pat_sel == 0b1010)))
+                    | (pol & ((pat_sel == 0b0011) | (pat_sel == 0b1100)))):
+            m.d.comb += cls.eq(ClickClass.PSI_PLUS)
+        with m.Else():
+            m.d.comb += cls.eq(ClickClass.MULTI)
+        m.d.comb += [rec.valid.eq(1), rec.slot.eq(Cat(*o_slot).word_select(sel, 32)),
+                     rec.lane.eq(sel), rec.pattern.eq(pat_sel), rec.cls.eq(cls),
+                     rec.double.eq(npat >= 2), rec.wide.eq(wide_sel),
+                     rec.repeat.eq(o_rep.bit_select(sel, 1)),
+                     rec.clicks.eq(Cat(*o_n).word_select(sel, 3)), rec.mode.eq(self.mode)]
+        emit = stale.any() & rfifo.w_rdy
+        m.d.comb += rfifo.w_en.eq(emit)
+        with m.If(emit):
+            m.d.sync += o_open.bit_select(sel, 1).eq(0)
+            for ci, cname in ((ClickClass.SINGLE, "single"), (ClickClass.PSI_MINUS, "psi_minus"),
+                              (ClickClass.PSI_PLUS, "psi_plus"), (ClickClass.MULTI, "multi")):
+                cnt = getattr(self, f"class_{cname}")
+                with m.If(cls == ci):
+                    m.d.sync += cnt.eq(cnt + 1)
+            for p in range(16):
+                cnt = getattr(self, f"pattern_{p}")
+                with m.If(pat_sel == p):
+                    m.d.sync += cnt.eq(cnt + 1)
+        with m.If(flushing & ~stale.any()):
+            m.d.sync += flushing.eq(0)
+
+        # Consume the s3 click when nothing is stale (and not flushing).
+        take3 = v3 & ~stale.any() & ~flushing
+        m.d.comb += en.eq(~v3 | take3)
+        m.d.comb += [self.a.valid.eq(take3), self.a.payload.channel.eq(ch3),
+                     self.a.payload.coarse.eq(coarse3), self.a.payload.fine.eq(fine3),
+                     self.a.payload.phase.eq(phase3), self.a.payload.bin.eq(Mux(gated, binv, 3))]
+        with m.If(take3):
+            m.d.sync += self.clicks.eq(self.clicks + 1)
+            with m.If(~gated):
+                m.d.sync += self.out_of_gate.eq(self.out_of_gate + 1)
+            with m.Else():
+                for i in range(L):
+                    with m.If(lane == i):
+                        dr = Signal(range(-(1 << 24), 1 << 24), name=f"dr_l{i}")
+                        m.d.comb += dr.eq(rel - o_rel[i])
+                        adr = Mux(dr < 0, -dr, dr)
+                        with m.If(o_open[i]):
+                            m.d.sync += [o_pat[i].eq(o_pat[i] | bit),
+                                         o_n[i].eq(Mux(o_n[i] == 7, 7, o_n[i] + 1))]
+                            with m.If(adr > self.window):
+                                m.d.sync += o_wide[i].eq(1)
+                            with m.If((o_pat[i] & bit).any()):
+                                m.d.sync += o_rep[i].eq(1)
+                        with m.Else():
+                            m.d.sync += [o_open[i].eq(1), o_slot[i].eq(slot3), o_pat[i].eq(bit),
+                                         o_rel[i].eq(rel), o_wide[i].eq(0), o_rep[i].eq(0),
+                                         o_n[i].eq(1)]
+        return m
+
+
+def classifier_model(clicks, cfg, flush_at_end=True):
+    """Sequence model of :class:`SlotClassifier`.
+
+    ``clicks``: iterable of dicts with ``channel, fine, coarse, slot_edge, phase_edge``;
+    ``cfg``: :class:`ClassifierConfig` (``period`` the slot period). Returns ``(records,
+    annotated, counters)``: record dicts in emission order (``RECORD_FIELDS``), annotated dicts
+    (``channel, coarse, fine, phase, bin``) and a dict of final counter values.
+    """
+    P = cfg.period
+    recip = (1 << RECIP_SHIFT) // P
+    lanes = {}
+    records, annotated = [], []
+    cnt = {"clicks": 0, "out_of_gate": 0, **{f"class_{c}": 0 for c in
+                                             ("single", "psi_minus", "psi_plus", "multi")},
+           **{f"pattern_{p}": 0 for p in range(16)}}
+    names = {ClickClass.SINGLE: "single", ClickClass.PSI_MINUS: "psi_minus",
+             ClickClass.PSI_PLUS: "psi_plus", ClickClass.MULTI: "multi"}
+
+    def emit(lane):
+        r = lanes.pop(lane)
+        cls = classify(r["pattern"], cfg.mode, r["wide"])
+        records.append({"slot": r["slot"], "lane": lane, "pattern": r["pattern"],
+                        "cls": int(cls), "double": int(bin(r["pattern"]).count("1") >= 2),
+                        "wide": r["wide"], "repeat": r["repeat"], "clicks": r["n"],
+                        "mode": cfg.mode})
+        if cls in names:
+            cnt[f"class_{names[cls]}"] += 1
+        cnt[f"pattern_{r['pattern']}"] += 1
+
+    for c in clicks:
+        d = c["fine"] - c["phase_edge"]
+        if d <= 0:
+            slot, phase = c["slot_edge"], c["phase_edge"] - c["fine"]
+        else:
+            e = d - 1
+            q = ((e & 0x3FFFF) * recip) >> RECIP_SHIFT
+            r = e - (q & 0x3FFFF) * P
+            fix = r >= P
+            slot = (c["slot_edge"] - (q + 1 + fix)) & 0xFFFF_FFFF
+            phase = (P - 1 - (r - P if fix else r)) & 0xFFFFFF
+        lo0, hi0 = cfg.gate0
+        lo1, hi1 = cfg.gate1
+        if lo0 <= phase < hi0:
+            b, rel = 0, phase - lo0
+        elif lo1 <= phase < hi1:
+            b, rel = 1, phase - lo1
+        else:
+            b, rel = 3, 0
+        if cfg.mode == MODE_POL:
+            lane, idx = c["channel"] >> 2, (c["channel"] & 3) + 4 * (b & 1)
+        else:
+            lane, idx = c["channel"] >> 1, (c["channel"] & 1) + 2 * (b & 1)
+        gated = b != 3 and idx < 4
+        if gated:
+            for lz in sorted(lanes):
+                diff = (slot - lanes[lz]["slot"]) & 0xFFFF_FFFF
+                if diff != 0 and (diff < 1 << 31 or lz == lane):
+                    emit(lz)
+        annotated.append({"channel": c["channel"], "coarse": c["coarse"], "fine": c["fine"],
+                          "phase": phase, "bin": b if gated else 3})
+        cnt["clicks"] += 1
+        if not gated:
+            cnt["out_of_gate"] += 1
+            continue
+        bit = 1 << idx
+        if lane in lanes:
+            r = lanes[lane]
+            if abs(rel - r["rel"]) > cfg.window:
+                r["wide"] = 1
+            if r["pattern"] & bit:
+                r["repeat"] = 1
+            r["pattern"] |= bit
+            r["n"] = min(r["n"] + 1, 7)
+        else:
+            lanes[lane] = {"slot": slot, "pattern": bit, "rel": rel, "wide": 0, "repeat": 0,
+                           "n": 1}
+    if flush_at_end:
+        for lz in sorted(lanes):
+            emit(lz)
+    return records, annotated, cnt
