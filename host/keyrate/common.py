@@ -37,11 +37,12 @@ def h2(x):
 
 
 def plob(eta):
-    """PLOB bound ``-log2(1 - eta)`` bits per channel use for transmittance ``eta`` in [0, 1)."""
+    """PLOB bound ``-log2(1 - eta)`` bits per channel use for ``eta`` in [0, 1] (inf at 1)."""
     eta = np.asarray(eta, dtype=float)
-    if np.any((eta < 0) | (eta >= 1)):
-        raise ValueError(f"eta must be in [0, 1), not {eta!r}")
-    out = -np.log1p(-eta) / math.log(2)
+    if np.any((eta < 0) | (eta > 1)):
+        raise ValueError(f"eta must be in [0, 1], not {eta!r}")
+    with np.errstate(divide="ignore"):
+        out = -np.log1p(-eta) / math.log(2)
     return out if np.ndim(out) else float(out)
 
 

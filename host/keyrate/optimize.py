@@ -13,9 +13,12 @@ without AOPP per ``params.aopp``) over:
   [0.05, 0.97] and ``p_o, p_x, p_y`` as a split of ``1 - p_z`` (each >= 0.2 % of it).
 
 The objective is ``-log10(rate)`` where the key is positive; elsewhere a bounded surrogate that
-still points toward positive key length. ``OptimResult`` has ``intensities``,
-``probabilities``, ``result`` (:class:`KeyResult` at the optimum), ``evaluations`` and
-``seconds``. Deterministic for a given ``seed``.
+still points toward positive key length. Search: structured starting points (and the
+parameters' own intensities/probabilities when present) are evaluated, the best two are
+polished by Nelder-Mead in the unit box; when no start gives a key, differential evolution
+searches the whole box first. ``maxiter`` scales the search effort (default 10).
+``OptimResult`` has ``intensities``, ``probabilities``, ``result`` (:class:`KeyResult` at the
+optimum), ``evaluations`` and ``seconds``. Deterministic for a given ``seed``.
 """
 from __future__ import annotations
 
@@ -86,12 +89,23 @@ def _encode_guess(protocol, intensities, probabilities):
     return np.clip(np.asarray(t, dtype=float), 0.0, 1.0)
 
 
-_DEFAULT_GUESS = {
-    "sns": ({"mu_z": 0.45, "mu_1": 0.1, "mu_2": 0.4},
-            {"p_z": 0.7, "epsilon_send": 0.25, "p_1": 0.1, "p_2": 0.1}),
-    "mdi": ({"mu_z": 0.5, "mu_y": 0.2, "mu_x": 0.05},
-            {"p_z": 0.7, "p_y": 0.05, "p_x": 0.2, "p_o": 0.05}),
-}
+def _starts(protocol):
+    """Structured starting points (typical optima from short to long distance)."""
+    if protocol == "sns":
+        out = []
+        for eps in (0.05, 0.15, 0.3):
+            for p_z, mu_1 in ((0.7, 0.1), (0.9, 0.05)):
+                out.append(({"mu_z": 0.45, "mu_1": mu_1, "mu_2": 0.4},
+                            {"p_z": p_z, "epsilon_send": eps, "p_1": (1 - p_z) * 0.5,
+                             "p_2": (1 - p_z) * 0.25}))
+        return out
+    out = []
+    for mu_z, p_z in ((0.3, 0.6), (0.5, 0.75), (0.6, 0.85)):
+        for mu_x in (0.03, 0.08):
+            r = 1 - p_z
+            out.append(({"mu_z": mu_z, "mu_y": 0.2, "mu_x": mu_x},
+                        {"p_z": p_z, "p_y": 0.2 * r, "p_x": 0.7 * r, "p_o": 0.1 * r}))
+    return out
 
 
 def _key_fn(protocol):
@@ -122,16 +136,28 @@ def optimize(params, protocol=None, *, seed=0, maxiter=None):
             "s1_lower", r.bounds.get("s11_lower", 0.0))
 
     t0 = time.perf_counter()
-    guess = _DEFAULT_GUESS[protocol]
+    starts = _starts(protocol)
     if params.intensities is not None and params.probabilities is not None:
-        guess = (params.intensities, params.probabilities)
-    x0 = _encode_guess(protocol, *guess)
-    de = differential_evolution(objective, [(0.0, 1.0)] * 7, x0=x0, seed=seed,
-                                maxiter=maxiter or (25 if protocol == "sns" else 20),
-                                popsize=8, tol=1e-4, polish=False, init="sobol")
-    best = minimize(objective, de.x, method="Nelder-Mead",
-                    options={"xatol": 1e-4, "fatol": 1e-5, "maxfev": 600})
-    xbest = best.x if best.fun <= de.fun else de.x
+        starts.insert(0, (params.intensities, params.probabilities))
+    xs = [_encode_guess(protocol, i, p) for i, p in starts]
+    fs = [objective(x) for x in xs]
+    order = sorted(range(len(xs)), key=lambda k: fs[k])
+    xbest, fbest = xs[order[0]], fs[order[0]]
+    if fbest >= 40.0:
+        # No start has a key: search the whole box before polishing.
+        de = differential_evolution(objective, [(0.0, 1.0)] * 7, x0=xbest, seed=seed,
+                                    maxiter=maxiter or 30, popsize=8, tol=1e-6,
+                                    polish=False, init="sobol")
+        if de.fun < fbest:
+            xbest, fbest = de.x, de.fun
+        order = []
+    polish = [xbest] + [xs[k] for k in order[1:2]]
+    for x in polish:
+        res = minimize(objective, x, method="Nelder-Mead",
+                       options={"xatol": 1e-4, "fatol": 1e-6,
+                                "maxfev": 60 * (maxiter or 10)})
+        if res.fun < fbest:
+            xbest, fbest = res.x, res.fun
     intensities, probabilities = decode(xbest, protocol)
     result = fn(params, intensities, probabilities)
     return OptimResult(intensities, probabilities, result, evals[0],
