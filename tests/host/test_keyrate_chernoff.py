@@ -3,9 +3,8 @@ import math
 
 import numpy as np
 import pytest
-from scipy.stats import poisson
-
 from combkey.keyrate.chernoff import Ledger, e_lower, e_upper, o_lower, o_upper
+from scipy.stats import poisson
 
 XI = 1e-10
 
@@ -76,8 +75,8 @@ def test_joint_constraints_between_termwise_and_exact():
         led = Ledger(xi=XI)
         lo = led.joint_lower("s", a, n)
         hi = led.joint_upper("s", a, n)
-        termwise_lo = sum(ai * float(e_lower(ni, XI)) for ai, ni in zip(a, n))
-        termwise_hi = sum(ai * float(e_upper(ni, XI)) for ai, ni in zip(a, n))
+        termwise_lo = sum(ai * float(e_lower(ni, XI)) for ai, ni in zip(a, n, strict=True))
+        termwise_hi = sum(ai * float(e_upper(ni, XI)) for ai, ni in zip(a, n, strict=True))
         exact = float(np.dot(a, n))
         assert termwise_lo <= lo + 1e-9 <= exact + 1e-9
         assert exact <= hi <= termwise_hi + 1e-9
