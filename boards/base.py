@@ -139,7 +139,8 @@ class Board:
     uart_resource : tuple
         ``(name, number)`` of the UART resource with ``rx``/``tx`` subsignals.
     led_resource : tuple
-        ``(name, number)`` of the heartbeat LED.
+        ``(name, number)`` of the heartbeat LED, or ``(name, number, subsignal)`` for one
+        colour of an RGB LED.
     loader_args : tuple
         openFPGALoader arguments selecting the board or cable (``("-b", "ulx3s")``).
     pin_plan : tuple of PinPlanEntry
@@ -163,6 +164,8 @@ class Board:
     notes: str = ""
     #: per node kind, keyword arguments of the node top (channel counts chosen for this board).
     node_params: dict = field(default_factory=dict)
+    #: board resources that combkey adds beyond amaranth-boards' (e.g. a heartbeat pin).
+    extra_resources: tuple = ()
 
     def __post_init__(self):
         seen = set()
@@ -195,7 +198,7 @@ class Board:
     def platform(self):
         """Return a fresh platform instance with every pin-plan resource added."""
         plat = self.platform_class()
-        plat.add_resources([e.resource() for e in self.pin_plan])
+        plat.add_resources([*self.extra_resources, *(e.resource() for e in self.pin_plan)])
         return plat
 
 
@@ -352,7 +355,14 @@ class NodeOnBoard(Elaboratable):
         m.d.sync += tx_reg.eq(self.link.tx_pin)
         m.d.comb += [self.link.rx_pin.eq(rx_buf.i), tx_buf.o.eq(tx_reg)]
 
-        led = platform.request(*board.led_resource, dir="-")
+        led_name, led_number, *led_sub = board.led_resource
+        led_res = platform.lookup(led_name, led_number)
+        if led_sub:
+            leds = platform.request(led_name, led_number,
+                                    dir={sub.name: "-" for sub in led_res.ios})
+            led = getattr(leds, led_sub[0])
+        else:
+            led = platform.request(led_name, led_number, dir="-")
         m.submodules.led = led_buf = io.Buffer("o", led)
         beat = Signal(max(1, (self.clk_hz - 1).bit_length()))
         m.d.sync += beat.eq(beat + 1)

@@ -158,6 +158,15 @@ def run_build(board_name, node, *, sys_clk_hz=None, baud=115200, root="build"):
     """
     env = toolchain_env()
     board, impl, top, platform, out_dir = _setup(board_name, node, sys_clk_hz, baud, root)
+    return build_top(board, top, out_dir, node=node, impl=impl, env=env, platform=platform)
+
+
+def build_top(board, top, out_dir, *, node, impl, env=None, platform=None):
+    """Run amaranth's build of ``top`` (a :class:`NodeOnBoard`) into ``out_dir``; see
+    :func:`run_build`."""
+    env = toolchain_env() if env is None else env
+    platform = board.platform() if platform is None else platform
+    out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in (NEXTPNR_REPORT, f"{DESIGN}.bit", f"{DESIGN}.tim", "report.json"):
         (out_dir / stale).unlink(missing_ok=True)

@@ -6,6 +6,9 @@ __all__ = ["BOARDS", "get_board"]
 #: command-line board name -> "module:attribute" of its :class:`~combkey.boards.base.Board`.
 BOARDS = {
     "ulx3s-85f": "combkey.boards.ulx3s:BOARD",
+    "ecpix5-85": "combkey.boards.ecpix5:BOARD",
+    "colorlight-5a75b": "combkey.boards.colorlight:BOARD",
+    "versa-ecp5-5g": "combkey.boards.versa:BOARD",
 }
 
 

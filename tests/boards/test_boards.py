@@ -4,9 +4,7 @@ node ports generically and reject what they cannot place."""
 import re
 
 import pytest
-from amaranth.hdl import Cat, Module, Signal
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
+from combkey.boards._standin import PinPlanProbe
 from combkey.boards.base import NodeOnBoard, PinPlanEntry, plan_markdown
 from combkey.boards.build import prepare_build
 from combkey.boards.ecp5_pll import PLLError
@@ -16,6 +14,15 @@ from combkey.boards.registry import BOARDS, get_board
 
 def lpf_of(job):
     return job.plan.files["top.lpf"]
+
+
+def ball(board, pin):
+    """Resolve an amaranth pin name (``B2`` or connector-relative ``j_1:1``) to its ball."""
+    if ":" not in pin:
+        return pin
+    conn, number = pin.split(":")
+    name, index = conn.rsplit("_", 1)
+    return board.platform_class().connectors[(name, int(index))].mapping[number]
 
 
 def located_sites(lpf):
@@ -34,8 +41,10 @@ def test_board_node_elaborates(board_name, node, tmp_path):
     uart_sites = {sub.name: sub.ios[0].names[0] for sub in uart.ios if sub.name in ("rx", "tx")}
     assert sites[f"{board.uart_resource[0]}_{board.uart_resource[1]}__rx__io"] == uart_sites["rx"]
     assert sites[f"{board.uart_resource[0]}_{board.uart_resource[1]}__tx__io"] == uart_sites["tx"]
-    led = board.platform_class().lookup(*board.led_resource)
-    assert led.ios[0].names[0] in sites.values()
+    led = board.platform().lookup(*board.led_resource[:2])
+    if len(board.led_resource) == 3:
+        led = next(sub for sub in led.ios if sub.name == board.led_resource[2])
+    assert ball(board, led.ios[0].names[0]) in sites.values()
     # The PLL output carries the achieved system clock as its constraint.
     assert f'FREQUENCY NET "clocks.clkop" {job.top.pll.f_out}' in lpf
     assert job.top.clk_hz == round(board.default_sys_clk_hz)
@@ -45,51 +54,9 @@ def test_board_node_elaborates(board_name, node, tmp_path):
     assert job.out_dir == tmp_path / board_name / node
 
 
-def _signature_from_plan(entries):
-    """Build a node signature with one member per pin-plan port (nested on ``__``)."""
-    tree = {}
-    for e in entries:
-        *outer, leaf = e.port.split("__")
-        d = tree
-        for part in outer:
-            d = d.setdefault(part, {})
-        d[leaf] = (Out if e.dir == "o" else In)(e.width)
-
-    def build(d):
-        return {k: Out(wiring.Signature(build(v))) if isinstance(v, dict) else v
-                for k, v in d.items()}
-    return {"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8)), **build(tree)}
-
-
-class ProbeNode(wiring.Component):
-    """Node top with every port of a pin plan: outputs count, inputs are xor-ed into tx."""
-
-    def __init__(self, entries, *, clk_hz, required_domains=()):
-        self.clk_hz = clk_hz
-        self.entries = entries
-        self.required_domains = required_domains
-        super().__init__(_signature_from_plan(entries))
-
-    def elaborate(self, platform):
-        m = Module()
-        count = Signal(64)
-        m.d.sync += count.eq(count + 1)
-        ins = []
-        for path, member, value in self.signature.flatten(self):
-            if path[0] in ("rx", "tx"):
-                continue
-            if member.flow is Out:
-                m.d.comb += value.eq(count[:len(value)])
-            else:
-                ins.append(value)
-        m.d.comb += [self.tx.payload.eq(Cat(*ins).xor()), self.tx.valid.eq(1),
-                     self.rx.ready.eq(1)]
-        return m
-
-
 def _top(board, entries, **kwargs):
     _, link_factory, _ = node_factories("transmitter")
-    return NodeOnBoard(board, lambda clk_hz: ProbeNode(entries, clk_hz=clk_hz, **kwargs),
+    return NodeOnBoard(board, lambda clk_hz: PinPlanProbe(entries, clk_hz=clk_hz, **kwargs),
                        link_factory)
 
 

@@ -1,0 +1,85 @@
+"""Colorlight 5A-75B v7.0 (LFE5U-25F, BG256, speed 6): combkey nodes on the LED-panel card.
+
+Clocks: the 25 MHz oscillator (P6) feeds one EHXPLLL (Lattice FPGA-TN-02200, "ECP5 and ECP5-5G
+sysCLOCK PLL/DCS/DCC Usage Guide"): CLKOP is the ``sync`` system clock (default 50 MHz,
+``--sys-clk-mhz``), CLKOS the 250 MHz edge clock of the modulator gearing when a node uses it
+(``fast`` = 125 MHz).
+
+Link: the card has no USB. amaranth-boards places the UART on J19: tx on the status LED net
+(P11, so the LED flickers with traffic) and rx on the button net (M13); wire a 3.3 V USB-UART
+there. Programming needs an external JTAG cable on J27 (``openFPGALoader -b colorlight``).
+Heartbeat: HUB75 connector J1 pin 1 (F3), since the only LED carries UART tx.
+Ethernet: two Broadcom B50612D RGMII PHYs (``eth_rgmii`` 0/1), reserved for the Ethernet link.
+
+Pin plan (:data:`PIN_PLAN`, on the HUB75 connectors J1-J8; pins 8-15 of every connector are
+one shared address bus and are not used)
+-----------------------------------------------------------------------------------------
+==================  ====  ========  =====================  =====================================
+node port           dir   buffer    pins                   function
+==================  ====  ========  =====================  =====================================
+dac__*              o     ff        J2 pins 1, 2, 3, 5     SPI DAC (CS, DIN, SCLK, LDAC)
+adc__*              o/i   ff        J3 pins 1, 2, 3, 5     SPI ADC (CS, SCLK, D0, D1)
+beat_adc__data[12]  i     ff        J4, J5 pins 1-3, 5-7   parallel 12-bit ADC (OPLL beat note)
+beat_adc__clk/otr   o/i   ff        J6 pins 1, 2           ADC clock, out-of-range
+mod__lanes[16]      o     oddrx2f   J7 pins 1, 2, 3, 5     modulator lanes, 4 x 500 Mb/s
+tdc__in[2]          i     comb      J8 pins 1, 2           detector inputs D0, D1 (TDC)
+==================  ====  ========  =====================  =====================================
+
+The HUB75 pins pass through 74HC245 buffers fixed as outputs on v7.0: every *input* of this
+plan (ADC data, beat ADC, detector inputs) needs its buffer bypassed (the usual board
+modification); outputs work as shipped.
+"""
+from amaranth.build import Attrs, Pins, Resource
+from amaranth_boards.colorlight_5a75b_r7_0 import Colorlight_5A75B_R70Platform
+
+from .base import Board, PinPlanEntry
+
+__all__ = ["Colorlight5A75BPlatform", "BOARD", "PIN_PLAN"]
+
+
+class Colorlight5A75BPlatform(Colorlight_5A75B_R70Platform):
+    """amaranth-boards' Colorlight 5A-75B v7.0 with the combkey pin plan added."""
+
+
+_LV = {"IO_TYPE": "LVCMOS33"}
+_LV_FAST = {"IO_TYPE": "LVCMOS33", "SLEWRATE": "FAST", "DRIVE": "8"}
+
+#: Node ports on Colorlight HUB75 pins (see the module docstring table).
+PIN_PLAN = (
+    PinPlanEntry("dac__cs_n", "1", "o", ("j", 2), function="SPI DAC chip select"),
+    PinPlanEntry("dac__copi", "2", "o", ("j", 2), function="SPI DAC data"),
+    PinPlanEntry("dac__sclk", "3", "o", ("j", 2), function="SPI DAC clock"),
+    PinPlanEntry("dac__ldac_n", "5", "o", ("j", 2), function="SPI DAC load"),
+    PinPlanEntry("adc__cs_n", "1", "o", ("j", 3), function="SPI ADC chip select"),
+    PinPlanEntry("adc__sclk", "2", "o", ("j", 3), function="SPI ADC clock"),
+    PinPlanEntry("adc__cipo", "3 5", "i", ("j", 3),
+                 function="SPI ADC data, two channels (input: bypass the 74HC245)"),
+    # J4 pins 1-3, 5-7 (P4 R2 M8 M9 T6 R6) and J5 pins 1-3, 5-7 (M11 N11 P12 K15 N12 L16).
+    PinPlanEntry("beat_adc__data", "P4 R2 M8 M9 T6 R6 M11 N11 P12 K15 N12 L16", "i",
+                 function="parallel ADC D0..D11 (OPLL beat note), J4 and J5"),
+    PinPlanEntry("beat_adc__clk", "1", "o", ("j", 6), attrs=_LV_FAST,
+                 function="parallel ADC sample clock"),
+    PinPlanEntry("beat_adc__otr", "2", "i", ("j", 6), function="parallel ADC out-of-range"),
+    PinPlanEntry("mod__lanes", "1 2 3 5", "o", ("j", 7), buffer="oddrx2f", attrs=_LV_FAST,
+                 function="modulator lanes via ODDRX2F (4 bits/lane/fast cycle)"),
+    PinPlanEntry("tdc__in", "1 2", "i", ("j", 8), buffer="comb", attrs=_LV,
+                 function="detector inputs D0, D1 to the carry-chain TDC"),
+)
+
+BOARD = Board(
+    name="colorlight-5a75b",
+    device="LFE5U-25F-6BG256",
+    platform_class=Colorlight5A75BPlatform,
+    clk_resource=("clk25", 0),
+    clk_in_hz=25e6,
+    default_sys_clk_hz=50e6,
+    fast_clk_hz=125e6,
+    uart_resource=("uart", 0),
+    led_resource=("combkey_heartbeat", 0),
+    extra_resources=(Resource("combkey_heartbeat", 0, Pins("1", dir="o", conn=("j", 1)),
+                              Attrs(IO_TYPE="LVCMOS33")),),
+    loader_args=("-b", "colorlight"),
+    pin_plan=PIN_PLAN,
+    notes="UART on J19 (tx = LED net P11, rx = button net M13); heartbeat on J1 pin 1; "
+          "inputs need the HUB75 74HC245 buffers bypassed.",
+)
