@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """UART receiver, transmitter and link against their cycle-exact models (combkey.gateware.uart)."""
 import numpy as np
 import pytest
