@@ -32,7 +32,10 @@ Functions
   vacuum combination ``H = e^{mu_x}(S_xo + S_ox) - S_oo`` over its bound interval on a
   ``scan x scan`` grid; at each point ``s11^L`` (with ``<n_xx> = E^L(correct) + M``) and
   ``e11^U = (M/N_xx - e^{-2 mu_x} H/2) / (mu_x^2 e^{-2 mu_x} s11^L)`` are evaluated and the
-  smallest key over the grid is returned (its ``s11``/``e11`` are reported). ``S~_yy`` is bounded
+  smallest key over the grid is returned. Reported: ``s11_lower`` / ``e11_upper``, the
+  worst values over the scan region (valid bounds on their own), and ``s11_at_key`` /
+  ``e11_at_key`` / ``sz11_lower`` / ``phi11_upper`` at the grid point that fixed the key (these
+  are not separately valid bounds: only the key is). ``S~_yy`` is bounded
   above by a joint constraint on ``(n_yy, n_oo)``; the positive ``(correct xx, n_oy + n_yo)``
   terms below by another. Z basis:
   ``sz11 = O^L(N_zz mu_z^2 e^{-2 mu_z} s11^L)``, ``phi = O^U(sz11 e11) / sz11`` ([C]).
@@ -102,6 +105,18 @@ def _i0(z):
     return i0e(z) * np.exp(z)
 
 
+def _i0m1(z):
+    """``I_0(z) - 1`` without cancellation at small ``z`` (power series below 0.5)."""
+    z = np.asarray(z, dtype=float)
+    u = (z / 2) ** 2
+    series = np.zeros_like(u)
+    term = np.ones_like(u)
+    for k in range(1, 12):
+        term = term * u / (k * k)
+        series = series + term
+    return np.where(z < 0.5, series, _i0(z) - 1)
+
+
 def mdi_gains(eta_a, eta_b, ka, kb, p_dark, e_d, basis):
     """Return ``(Q, EQ)``, gain and error gain of a class pair (notes 4.2)."""
     ea = np.asarray(eta_a, dtype=float) * np.asarray(ka, dtype=float)
@@ -110,13 +125,18 @@ def mdi_gains(eta_a, eta_b, ka, kb, p_dark, e_d, basis):
     mu = ea + eb
     x = np.sqrt(ea * eb) / 2
     if basis == "Z":
-        qc = 2 * q * q * np.exp(-mu / 2) * (1 - q * np.exp(-ea / 2)) * (1 - q * np.exp(-eb / 2))
+        lq = np.log(q)
+        qc = 2 * q * q * np.exp(-mu / 2) * np.expm1(lq - ea / 2) * np.expm1(lq - eb / 2)
         qe = 2 * (1 - q) * q * q * np.exp(-mu / 2) * (_i0(2 * x) - q * np.exp(-mu / 2))
         return qc + qe, e_d * qc + (1 - e_d) * qe
     if basis == "X":
+        # 1 + 2y^2 - 4y I0(x) + I0(2x) rewritten as 2(1-y)^2 - 4y (I0(x)-1) + (I0(2x)-1) so
+        # that low-loss and high-loss limits keep full relative precision.
         y = q * np.exp(-mu / 4)
-        gain = 2 * y * y * (1 + 2 * y * y - 4 * y * _i0(x) + _i0(2 * x))
-        err = gain / 2 - (1 - 2 * e_d) * y * y * (_i0(2 * x) - 1)
+        one_minus_y = -np.expm1(np.log(q) - mu / 4)
+        d1, d2 = _i0m1(x), _i0m1(2 * x)
+        gain = 2 * y * y * (2 * one_minus_y ** 2 - 4 * y * d1 + d2)
+        err = gain / 2 - (1 - 2 * e_d) * y * y * d2
         return gain, err
     raise ValueError(f"basis must be 'Z' or 'X', not {basis!r}")
 
@@ -224,18 +244,23 @@ def mdi_finite_key(counts, params, intensities, probabilities, *, leak_ec_bits=N
         penalty = mdi_penalty_bits(eps_cor, eps_prime, eps_hat, eps_pa)
     length = s0 + secret - leak - penalty
     k = np.unravel_index(np.argmin(length), length.shape)
+    shape = length.shape
     bounds = {
-        "s11_lower": float(s11[k]) if np.ndim(s11) else float(s11),
-        "e11_upper": float(e11[k]),
-        "sz11_lower": float(np.broadcast_to(sz, length.shape)[k]),
-        "phi11_upper": float(np.broadcast_to(phi, length.shape)[k]),
+        # Valid one-sided bounds over the whole scan region (each holds on its own) ...
+        "s11_lower": float(np.min(np.broadcast_to(s11, shape))),
+        "e11_upper": float(np.max(np.broadcast_to(e11, shape))),
+        # ... and the values at the scan point that fixed the key (double scanning).
+        "s11_at_key": float(np.broadcast_to(s11, shape)[k]),
+        "e11_at_key": float(np.broadcast_to(e11, shape)[k]),
+        "sz11_lower": float(np.broadcast_to(sz, shape)[k]),
+        "phi11_upper": float(np.broadcast_to(phi, shape)[k]),
         "s0_lower": float(s0), "n_zz": n_zz, "E_zz": E_zz,
         "E_xx": mxx / nxx if nxx > 0 else 0.0,
         "leak_ec_bits": leak, "penalty_bits": penalty,
         "scan_points": int(length.size),
     }
     reason = None
-    if bounds["s11_lower"] <= 0:
+    if bounds["s11_at_key"] <= 0:
         reason = "single-photon-pair yield lower bound s11 is 0 (too few decoy counts)"
     elif bounds["phi11_upper"] >= 0.5:
         reason = "phase-error upper bound reached 1/2"
