@@ -75,7 +75,8 @@ class KeyResult:
         Estimated quantities: SNS ``s1_lower``, ``e1_upper``, ``n1_lower``, ``n_t``, ``E_z``,
         with AOPP also ``aopp_pairs``, ``aopp_kept``, ``aopp_E``, ``aopp_n1_lower``,
         ``aopp_e1_upper``; MDI ``s11_lower``, ``e11_upper``, ``s11_at_key``, ``e11_at_key``,
-        ``sz11_lower``, ``phi11_upper``, ``s0_lower``, ``n_zz``, ``E_zz``, ``E_xx``. Always ``leak_ec_bits`` and ``penalty_bits``.
+        ``sz11_lower``, ``phi11_upper``, ``s0_lower``, ``n_zz``, ``E_zz``, ``E_xx``. Always
+        ``leak_ec_bits``, ``penalty_bits`` and ``key_length_raw`` (unrounded key length).
     ledger : Ledger
         Every bound and composable term used, with its failure probability.
     epsilon_total : float
