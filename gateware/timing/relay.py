@@ -1,79 +1,102 @@
-"""The relay's time-tagging core: TDC, slot clock, tagger, classifier, histograms, register bank.
+"""The relay's time-tagging core: TDC, slot clock, tagger, classifier, histograms.
 
-:class:`RelayTagger` wires the blocks of this package behind one :class:`~..regs.RegisterBank`
-(``bus: In(RegBus)``). Register groups (prefix ``.`` name): ``tdc`` (:class:`~.tdc.TDC`),
-``slot`` (:class:`~.classifier.SlotClock`), ``tagger`` (:class:`~.tagger.Tagger`), ``cls``
-(:class:`~.classifier.SlotClassifier`), ``hist`` (:class:`~.histogram.Histogrammer`) and
-``relay.dl_enable`` (RW 1, reset 1: run the delay lines). :func:`relay_regmap` returns the map
-without elaborating anything, so the host can address a relay by name.
+:class:`TimingBlocks` builds the blocks of this package and wires them; a node top maps their
+registers (``blocks()`` gives ``[(prefix, block)]`` for ``connect_registers``) and calls
+``connect(m, ...)`` for the data path. :class:`RelayTagger` is the standalone core with its own
+:class:`~..regs.RegisterBank` (``bus: In(RegBus)``), used by the synthesis benchmark and tests.
 
-Members: ``bus: In(RegBus)``; with ``ecp5=True`` ``pulse: In(channels)`` (detector inputs into
-:class:`~.tdc.ECP5DelayLine` chains, one per line), otherwise ``therm`` (the sampled taps, driven
-by :class:`~.tdc.DelayLineModel` in simulation; same layout as :class:`~.tdc.TDC`).
-Data path: TDC -> Tagger (batch buffer, calibration table, tag FIFO) -> SlotClassifier (records
-FIFO) -> Histogrammer; back-pressure from either FIFO stalls the path and every hit that then
-finds the batch buffer full is counted in ``tagger.lost_<c>``.
+Register groups (prefix): ``tdc`` (:class:`~.tdc.TDC`), ``slot``
+(:class:`~.classifier.SlotClock`), ``tagger`` (:class:`~.tagger.Tagger`), ``cls``
+(:class:`~.classifier.SlotClassifier`), ``hist`` (:class:`~.histogram.Histogrammer`); the host
+addresses them as ``tagger.tags``, ``cls.records``, ... :func:`relay_regmap` returns the map.
+
+Inputs: with ``ecp5=True`` ``pulse: In(channels)`` (detector inputs into
+:class:`~.tdc.ECP5DelayLine` chains, one per line), otherwise ``therm`` (the sampled taps,
+driven by :class:`~.tdc.DelayLineModel` in simulation; same layout as :class:`~.tdc.TDC`).
+Data path: TDC -> Tagger (batch buffer, calibration table, tag FIFO) -> SlotClassifier (record
+FIFO) -> Histogrammer. Back-pressure from either FIFO stalls the path; every hit that then finds
+the batch buffer full is counted in ``tagger.lost_<c>``.
 """
 from amaranth.hdl import Cat, Module
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In
 
-from ..regs import Access, Reg, RegBus, RegisterBank, RegisterMap, connect_registers
+from ..regs import RegBus, RegisterBank, RegisterMap, connect_registers
 from .classifier import SlotClassifier, SlotClock
 from .histogram import Histogrammer
 from .tagger import Tagger
 from .tdc import TDC, ECP5DelayLine, check_tdc_params
 
-__all__ = ["RelayTagger", "relay_regmap", "RELAY_REGS"]
-
-RELAY_REGS = [Reg("dl_enable", 1, Access.RW, 1, "1: the carry chains propagate hits.")]
+__all__ = ["TimingBlocks", "RelayTagger", "relay_regmap"]
 
 
-class _Blocks:
-    def __init__(self, channels, lines, taps, bins, batch_depth, tag_depth, record_depth):
+class TimingBlocks:
+    """The relay's timing blocks of one shape (module docstring)."""
+
+    PREFIXES = ("tdc", "slot", "tagger", "cls", "hist")
+
+    def __init__(self, channels=16, lines=4, taps=128, bins=1024, batch_depth=8, tag_depth=512,
+                 record_depth=512):
+        check_tdc_params(channels, lines, taps)
+        self.shape = (channels, lines, taps)
         self.tdc = TDC(channels, lines, taps)
         self.slot = SlotClock()
         self.tagger = Tagger(channels, self.tdc.code_bits, batch_depth, tag_depth)
         self.cls = SlotClassifier(channels, record_depth)
         self.hist = Histogrammer(channels, bins)
 
+    def blocks(self):
+        """``[(prefix, block)]`` for a node's register map."""
+        return [(p, getattr(self, p)) for p in self.PREFIXES]
+
     def groups(self):
-        return [("relay", RELAY_REGS), ("tdc", self.tdc.registers()),
-                ("slot", self.slot.registers()), ("tagger", self.tagger.registers()),
-                ("cls", self.cls.registers()), ("hist", self.hist.registers())]
+        return [(p, b.registers()) for p, b in self.blocks()]
+
+    def connect(self, m, *, therm=None, pulse=None):
+        """Add the blocks to ``m`` and wire the data path from ``therm`` or ``pulse``."""
+        channels, lines, taps = self.shape
+        for p, b in self.blocks():
+            m.submodules[p] = b
+        if pulse is not None:
+            for c in range(channels):
+                chains = []
+                for ln in range(lines):
+                    dl = ECP5DelayLine(taps)
+                    m.submodules[f"dl{c}_{ln}"] = dl
+                    m.d.comb += [dl.hit.eq(pulse[c]), dl.enable.eq(self.tdc.dl_enable)]
+                    chains.append(dl.taps)
+                m.d.comb += self.tdc.therm[c].eq(Cat(*chains))
+        else:
+            m.d.comb += self.tdc.therm.eq(therm)
+        m.d.comb += [self.tagger.hit.eq(self.tdc.hit), self.tagger.code.eq(self.tdc.code),
+                     self.tagger.slot_edge.eq(self.slot.slot_edge),
+                     self.tagger.phase_edge.eq(self.slot.phase_edge),
+                     self.cls.period.eq(self.slot.period), self.cls.recip.eq(self.slot.recip)]
+        wiring.connect(m, self.tagger.o, self.cls.i)
+        wiring.connect(m, self.cls.a, self.hist.a)
 
 
 def relay_regmap(channels=16, lines=4, taps=128, bins=1024):
     """The :class:`~..regs.RegisterMap` of a :class:`RelayTagger` of this shape."""
-    check_tdc_params(channels, lines, taps)
-    b = _Blocks.__new__(_Blocks)
-    # Build register lists without elaborating components: instantiate then mark them used.
-    b.tdc, b.slot = TDC(channels, lines, taps), SlotClock()
-    b.tagger = Tagger(channels, b.tdc.code_bits)
-    b.cls, b.hist = SlotClassifier(channels), Histogrammer(channels, bins)
-    regmap = RegisterMap(b.groups())
-    for comp in (b.tdc, b.slot, b.tagger, b.cls, b.hist):
-        _mark_used(comp)
+    tb = TimingBlocks(channels, lines, taps, bins)
+    regmap = RegisterMap(tb.groups())
+    # The blocks existed only to list their registers; elaborating them into a throwaway
+    # fragment marks them used.
+    from amaranth.hdl import Fragment
+    for _, b in tb.blocks():
+        Fragment.get(b, None)
     return regmap
 
 
-def _mark_used(comp):
-    # The components above exist only to list their registers; elaborating them into a throwaway
-    # fragment marks them used, which is the supported way (no private attributes touched).
-    from amaranth.hdl import Fragment
-    Fragment.get(comp, None)
-
-
 class RelayTagger(wiring.Component):
-    """Time-tagging core of the relay (module docstring)."""
+    """Standalone time-tagging core with its register bank (module docstring)."""
 
     def __init__(self, channels=16, lines=4, taps=128, bins=1024, ecp5=False, batch_depth=8,
                  tag_depth=512, record_depth=512):
-        check_tdc_params(channels, lines, taps)
-        self.shape = (channels, lines, taps)
+        self.timing = TimingBlocks(channels, lines, taps, bins, batch_depth, tag_depth,
+                                   record_depth)
+        self.regmap = RegisterMap(self.timing.groups())
         self.ecp5 = ecp5
-        self.blocks = _Blocks(channels, lines, taps, bins, batch_depth, tag_depth, record_depth)
-        self.regmap = RegisterMap(self.blocks.groups())
         members = {"bus": In(RegBus)}
         if ecp5:
             members["pulse"] = In(channels)
@@ -83,30 +106,12 @@ class RelayTagger(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        b = self.blocks
-        channels, lines, taps = self.shape
         m.submodules.bank = bank = RegisterBank(self.regmap)
         wiring.connect(m, wiring.flipped(self.bus), bank.bus)
-        for name in ("tdc", "slot", "tagger", "cls", "hist"):
-            blk = getattr(b, name)
-            m.submodules[name] = blk
-            connect_registers(m, bank, name, blk)
+        for p, b in self.timing.blocks():
+            connect_registers(m, bank, p, b)
         if self.ecp5:
-            for c in range(channels):
-                chains = []
-                for ln in range(lines):
-                    dl = ECP5DelayLine(taps)
-                    m.submodules[f"dl{c}_{ln}"] = dl
-                    m.d.comb += [dl.hit.eq(self.pulse[c]),
-                                 dl.enable.eq(bank.reg("relay.dl_enable").data)]
-                    chains.append(dl.taps)
-                m.d.comb += b.tdc.therm[c].eq(Cat(*chains))
+            self.timing.connect(m, pulse=self.pulse)
         else:
-            m.d.comb += b.tdc.therm.eq(self.therm)
-        m.d.comb += [b.tagger.hit.eq(b.tdc.hit), b.tagger.code.eq(b.tdc.code),
-                     b.tagger.slot_edge.eq(b.slot.slot_edge),
-                     b.tagger.phase_edge.eq(b.slot.phase_edge),
-                     b.cls.period.eq(b.slot.period), b.cls.recip.eq(b.slot.recip)]
-        wiring.connect(m, b.tagger.o, b.cls.i)
-        wiring.connect(m, b.cls.a, b.hist.a)
+            self.timing.connect(m, therm=self.therm)
         return m

@@ -39,7 +39,8 @@ A rising edge is detected when tap 0 or 1 of line 0 reads 1 and read 0 at the pr
 input pulses and gaps must last one clock period; SNSPD pulses of a few ns at 200 MHz do).
 ``latency = 2 + popcount stages`` (:attr:`TDC.latency`), one hit per channel per cycle.
 
-Registers (``registers()``): ``holdoff`` (RW, 8 bits, cycles), ``dead_<c>`` (R, 32 bits).
+Registers (``registers()``): ``holdoff`` (RW, 8 bits, cycles), ``dl_enable`` (RW 1, reset 1,
+the ``enable`` of the :class:`ECP5DelayLine` chains), ``dead_<c>`` (R, 32 bits).
 
 Calibration
 -----------
@@ -237,6 +238,7 @@ class TDC(wiring.Component):
             "hit": Out(channels),
             "code": Out(data.ArrayLayout(self.code_bits, channels)),
             "holdoff": In(8),
+            "dl_enable": In(1, init=1),
         }
         for c in range(channels):
             members[f"dead_{c}"] = Out(32)
@@ -244,7 +246,9 @@ class TDC(wiring.Component):
 
     def registers(self):
         regs = [Reg("holdoff", 8, Access.RW, 2,
-                    "Channel dead time after a tagged hit, clock cycles.")]
+                    "Channel dead time after a tagged hit, clock cycles."),
+                Reg("dl_enable", 1, Access.RW, 1,
+                    "1: the carry chains propagate hits (read by the ECP5 delay lines).")]
         regs += [Reg(f"dead_{c}", 32, Access.R, 0,
                      f"Hits of channel {c} inside the hold-off (wrapping count).")
                  for c in range(self.channels)]
