@@ -5,6 +5,9 @@ parameter the seed states and every assumption we had to add named in ``assumpti
 wall time to optimise one point (``optimise_sns_aopp_s``, ``optimise_mdi_s``). Nothing is
 asserted: the figures are measured and printed.
 
+``seed000_params()`` .. ``seed003_params()`` return the :class:`LinkParams` of each row (also
+used by ``tests/host/test_keyrate_published.py``).
+
 Seeds (``/work/shared/seeds``):
 
 * 000, Dong et al. 2026 (arXiv:2604.00431): SNS + AOPP, 16 DWDM channels, 201.1 km ULL
@@ -62,13 +65,52 @@ _SNS_GUESS = ({"mu_z": 0.45, "mu_1": 0.1, "mu_2": 0.4},
               {"p_z": 0.8, "epsilon_send": 0.25, "p_1": 0.08, "p_2": 0.04})
 
 
-def _seed000(maxiter):
+def seed000_params():
+    """Seed 000 link: stated values plus the assumptions named in its bench row."""
     base = dict(distance_km=201.1, fiber_loss_db_per_km=0.16, detector_efficiency=0.7,
                 dark_count_probability=1e-9, misalignment_error=0.03, pulses=1e13,
                 clock_hz=1e9, epsilon=1e-10, channels=16, crosstalk_cps=35.0, aopp=True)
     p = LinkParams.from_dict(base, "sns")
-    ed = fit_sns_misalignment(p, 0.0429, *_SNS_GUESS)
-    p = p.replace(misalignment_error=ed)
+    return p.replace(misalignment_error=fit_sns_misalignment(p, 0.0429, *_SNS_GUESS))
+
+
+def seed001_params():
+    """Seed 001 link (370 km): stated values plus the assumptions named in its bench row."""
+    base = dict(distance_km=370.0, fiber_loss_db_per_km=0.2, detector_efficiency=0.6,
+                dark_count_probability=1e-10, misalignment_error=0.03, pulses=1e13,
+                clock_hz=1e9, epsilon=1e-10, channels=10, aopp=True)
+    p = LinkParams.from_dict(base, "sns")
+    return p.replace(misalignment_error=fit_sns_misalignment(p, 0.042, *_SNS_GUESS))
+
+
+SEED002_INTENSITIES = {"mu_z": 0.636, "mu_y": 0.204, "mu_x": 0.054}
+SEED002_PROBABILITIES = {"p_z": 0.754, "p_y": 0.036, "p_x": 0.188, "p_o": 0.022}
+
+
+def seed002_params():
+    """Seed 002 link (30 dB MDI) with its stated intensities and probabilities."""
+    base = dict(distance_km=150.0, fiber_loss_db_per_km=0.2, detector_efficiency=0.6,
+                dark_count_probability=1e-8, misalignment_error=0.01,
+                misalignment_error_x=0.01, pulses=3e12, clock_hz=1e8, epsilon=1e-10,
+                intensities=SEED002_INTENSITIES, probabilities=SEED002_PROBABILITIES)
+    return LinkParams.from_dict(base, "mdi")
+
+
+def seed003_params():
+    """Seed 003 link (200 km MDI, 2.5 GHz, 1000 s); misalignments fitted to its QBERs."""
+    base = dict(distance_km=200.0, fiber_loss_db_per_km=0.2, detector_efficiency=0.6,
+                dark_count_probability=1e-9, misalignment_error=0.01, pulses=2.5e12,
+                clock_hz=2.5e9, epsilon=1e-10)
+    p = LinkParams.from_dict(base, "mdi")
+    guess = ({"mu_z": 0.5, "mu_y": 0.2, "mu_x": 0.05},
+             {"p_z": 0.75, "p_y": 0.04, "p_x": 0.18, "p_o": 0.03})
+    ez, ex = fit_mdi_misalignment(p, 0.017, 0.274, *guess)
+    return p.replace(misalignment_error=ez, misalignment_error_x=ex)
+
+
+def _seed000(maxiter):
+    p = seed000_params()
+    ed = p.misalignment_error
     t0 = time.perf_counter()
     o = optimize(p, seed=0, maxiter=maxiter)
     dt = time.perf_counter() - t0
@@ -85,12 +127,8 @@ def _seed000(maxiter):
 
 
 def _seed001(maxiter):
-    base = dict(distance_km=370.0, fiber_loss_db_per_km=0.2, detector_efficiency=0.6,
-                dark_count_probability=1e-10, misalignment_error=0.03, pulses=1e13,
-                clock_hz=1e9, epsilon=1e-10, channels=10, aopp=True)
-    p = LinkParams.from_dict(base, "sns")
-    ed = fit_sns_misalignment(p, 0.042, *_SNS_GUESS)
-    p = p.replace(misalignment_error=ed)
+    p = seed001_params()
+    ed = p.misalignment_error
     o = optimize(p, seed=0, maxiter=maxiter)
     r = o.result.key_rate_per_pulse
     pl = plob(p.eta_channel)
@@ -105,13 +143,7 @@ def _seed001(maxiter):
 
 
 def _seed002():
-    i = {"mu_z": 0.636, "mu_y": 0.204, "mu_x": 0.054}
-    pr = {"p_z": 0.754, "p_y": 0.036, "p_x": 0.188, "p_o": 0.022}
-    base = dict(distance_km=150.0, fiber_loss_db_per_km=0.2, detector_efficiency=0.6,
-                dark_count_probability=1e-8, misalignment_error=0.01,
-                misalignment_error_x=0.01, pulses=3e12, clock_hz=1e8, epsilon=1e-10,
-                intensities=i, probabilities=pr)
-    p = LinkParams.from_dict(base, "mdi")
+    p = seed002_params()
     r = mdi_rate(p)
     bps = r.key_rate_per_pulse * p.clock_hz
     return {
@@ -126,14 +158,8 @@ def _seed002():
 
 
 def _seed003(maxiter):
-    base = dict(distance_km=200.0, fiber_loss_db_per_km=0.2, detector_efficiency=0.6,
-                dark_count_probability=1e-9, misalignment_error=0.01, pulses=2.5e12,
-                clock_hz=2.5e9, epsilon=1e-10)
-    p = LinkParams.from_dict(base, "mdi")
-    guess = ({"mu_z": 0.5, "mu_y": 0.2, "mu_x": 0.05},
-             {"p_z": 0.75, "p_y": 0.04, "p_x": 0.18, "p_o": 0.03})
-    ez, ex = fit_mdi_misalignment(p, 0.017, 0.274, *guess)
-    p = p.replace(misalignment_error=ez, misalignment_error_x=ex)
+    p = seed003_params()
+    ez, ex = p.misalignment_error, p.misalignment_error_x
     t0 = time.perf_counter()
     o = optimize(p, seed=0, maxiter=maxiter)
     dt = time.perf_counter() - t0
