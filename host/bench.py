@@ -17,7 +17,9 @@ from rich.table import Table
 
 #: benchmark name -> "module:function" returning a dict of figures.
 BENCHES = {
+    "link": "combkey.device:bench_link",
     "keyrate": "combkey.keyrate.bench:run",
+    "boards": "combkey.boards.bench:run",
 }
 
 
