@@ -11,6 +11,8 @@ A node top (``combkey.gateware.node``) is a ``wiring.Component`` whose members a
 
 * ``rx: In(stream.Signature(8))`` / ``tx: Out(stream.Signature(8))``: the byte streams of its
   register bridge, carried by ``UARTLink`` to the UART pins of the board;
+* optionally ``heartbeat: Out(1)``, driven onto the board's heartbeat LED (a node without it
+  gets a board-made ~1 Hz blink of the ``sync`` clock instead);
 * any further member (converters, modulator lanes, detector inputs, ...). Each such member is
   flattened the way Amaranth's Verilog backend names ports, ``"__".join(path)``
   (``dac__sclk``, ``mod__lanes``), and the flat name is looked up in the board's pin plan. A
@@ -50,8 +52,8 @@ __all__ = ["BUFFERS", "PinPlanEntry", "Board", "NodeOnBoard", "ODDRX2FOutput", "
 BUFFERS = ("ff", "comb", "oddrx2f")
 #: Bits per pin per ``fast`` cycle of an ``oddrx2f`` port.
 ODDRX2F_RATIO = 4
-#: Node members carried by the UART link rather than the pin plan.
-LINK_MEMBERS = ("rx", "tx")
+#: Node members the board top wires itself (UART link, LED) rather than through the pin plan.
+LINK_MEMBERS = ("rx", "tx", "heartbeat")
 
 
 @dataclass(frozen=True)
@@ -278,9 +280,10 @@ class NodeOnBoard(Elaboratable):
         UART baud rate.
 
     The node sees ``clk_hz`` = the PLL's achieved CLKOP frequency rounded to 1 Hz, so its
-    baud divisor and its ``clk_freq`` identity register describe the real clock. The LED toggles
-    every ``2**(ceil(log2(clk_hz)) - 1)`` cycles (about 1 Hz): it blinks once the PLL has
-    locked and the ``sync`` domain has left reset.
+    baud divisor and its ``clk_hz`` identity register describe the real clock. The LED shows the
+    node's ``heartbeat``; for a node without one it toggles every
+    ``2**(ceil(log2(clk_hz)) - 1)`` cycles (about 1 Hz). Either way it blinks only once the PLL
+    has locked and the ``sync`` domain has left reset.
     """
 
     def __init__(self, board, node_factory, link_factory, *, sys_clk_hz=None, baud=115200):
@@ -326,6 +329,9 @@ class NodeOnBoard(Elaboratable):
         m.submodules.clocks = clocks = ECP5ClockGen(
             self.pll, board.clk_resource, secondary_domains=secondary,
             rst_resource=board.rst_resource)
+        # No add_clock_constraint here: Amaranth names a clock net after the first fragment
+        # that uses it, which yosys may not keep; nextpnr derives every PLL output's constraint
+        # from the EHXPLLL FREQUENCY_PIN_* attributes and carries it through CLKDIVF.
         m.domains += clocks.make_domains()
 
         eclk = None
@@ -339,7 +345,6 @@ class NodeOnBoard(Elaboratable):
             m.domains += ClockDomain("fast")
             m.d.comb += ClockSignal("fast").eq(sclk)
             m.submodules.rst_sync_fast = ResetSynchronizer(~clocks.locked, domain="fast")
-            platform.add_clock_constraint(sclk, board.fast_clk_hz)
 
         m.submodules.link = self.link
 
@@ -364,9 +369,12 @@ class NodeOnBoard(Elaboratable):
         else:
             led = platform.request(led_name, led_number, dir="-")
         m.submodules.led = led_buf = io.Buffer("o", led)
-        beat = Signal(max(1, (self.clk_hz - 1).bit_length()))
-        m.d.sync += beat.eq(beat + 1)
-        m.d.comb += led_buf.o.eq(beat[-1])
+        if "heartbeat" in self.node.signature.members:
+            m.d.comb += led_buf.o.eq(self.node.heartbeat)
+        else:
+            beat = Signal(max(1, (self.clk_hz - 1).bit_length()))
+            m.d.sync += beat.eq(beat + 1)
+            m.d.comb += led_buf.o.eq(beat[-1])
 
         for entry, value in self.ports:
             pins = platform.request(entry.resource_name, 0, dir="-")

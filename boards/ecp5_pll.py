@@ -281,6 +281,11 @@ class ECP5ClockGen(Elaboratable):
         """Names of the domains this block clocks: ``sync`` then the secondary domains."""
         return ("sync", *self.secondary_domains)
 
+    def domain_frequencies(self):
+        """Return ``{domain: achieved frequency in Hz}`` of the domains this block clocks."""
+        return dict(zip(self.domain_names, (self.config.f_out, *self.config.f_secondary),
+                        strict=True))
+
     def make_domains(self):
         """Return fresh ``ClockDomain`` objects for the parent to add to its module."""
         return [ClockDomain(name) for name in self.domain_names]
@@ -309,8 +314,7 @@ class ECP5ClockGen(Elaboratable):
         domains = [("sync", clkop, self.config.f_out)]
         domains += list(zip(self.secondary_domains, clkos, self.config.f_secondary,
                             strict=True))
-        for name, clk, freq in domains:
+        for name, clk, _freq in domains:
             m.d.comb += ClockSignal(name).eq(clk)
             m.submodules[f"rst_sync_{name}"] = ResetSynchronizer(~self.locked, domain=name)
-            platform.add_clock_constraint(clk, freq)
         return m

@@ -1,0 +1,49 @@
+"""``combkey bench boards [--json] [--quick]``: fmax and utilisation per board x node.
+
+Builds every board x node combination with :func:`combkey.boards.build.run_build` (place and
+route with the YoWASP tools, minutes per build on two cores) into ``build/<board>/<node>/`` and
+returns one row per build: system clock target and achieved fmax (MHz), whether timing is met,
+LUT4 / FF / MULT18X18D / DP16KD used and percent of the device, and the build wall time (s).
+``--quick`` builds only the smallest device (Colorlight 5A-75B, LFE5U-25F) with the
+transmitter.
+"""
+import time
+
+from .build import run_build
+from .nodes import NODE_KINDS
+from .registry import BOARDS
+
+__all__ = ["run"]
+
+QUICK = (("colorlight-5a75b", "transmitter"),)
+
+
+def _row(report):
+    util = report["utilisation"]
+    sync = report["clocks"].get("sync", {})
+    row = {"board": report["board"], "node": report["node"], "impl": report["node_impl"],
+           "device": report["device"],
+           "target_mhz": round(report["pll"]["sys_clk_hz"] / 1e6, 3),
+           "fmax_mhz": round(sync.get("fmax_mhz", float("nan")), 2),
+           "timing_met": report["timing_met"]}
+    for key in ("LUT4", "FF", "MULT18X18D", "DP16KD"):
+        entry = util.get(key, {"used": None, "percent": None})
+        row[key] = entry["used"]
+        row[f"{key}_%"] = entry["percent"]
+    row["build_s"] = report["wall_s"]
+    return row
+
+
+def run(quick=False, root="build"):
+    """Build the combinations and return ``{"rows": [...], ...}`` (see module docstring)."""
+    combos = QUICK if quick else tuple((b, n) for b in BOARDS for n in NODE_KINDS)
+    rows = []
+    t0 = time.perf_counter()
+    for board, node in combos:
+        rows.append(_row(run_build(board, node, root=root)))
+    return {
+        "builds": len(rows),
+        "all_timing_met": all(r["timing_met"] for r in rows),
+        "total_build_s": round(time.perf_counter() - t0, 1),
+        "rows": rows,
+    }
