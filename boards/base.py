@@ -30,11 +30,16 @@ I/O standard, and the buffer between pin and node:
 ``"oddrx2f"``
     4:1 DDR output gearing (``ODDRX2F``): the node member has 4 bits per pin, least significant
     bit sent first, updated in the ``fast`` domain (``SCLK``); the pin toggles at twice the
-    edge-clock rate ``ECLK = 2 * fast_clk_hz`` (see :class:`ODDRX2FOutput`).
+    edge-clock rate ``ECLK = 2 * fast_clk_hz`` (see :class:`ODDRX2FOutput`). ECP5 has this
+    gearing only in the left and right I/O banks (2, 3, 6, 7);
+``"ddr"``
+    2:1 DDR output (``ODDRX1F`` through ``io.DDRBuffer``, any bank): 2 bits per pin per ``fast``
+    cycle, bit ``2*k`` on the rising edge; for boards whose free pins are all in top/bottom
+    banks.
 
 Clock domains given to the node: ``sync`` at the system clock (PLL CLKOP), and ``fast`` at
-``Board.fast_clk_hz`` when the node has an ``oddrx2f`` port or names ``"fast"`` in its
-``required_domains`` attribute.
+``Board.fast_clk_hz`` when the node has an ``oddrx2f`` or ``ddr`` port or names ``"fast"`` in
+its ``required_domains`` attribute.
 """
 import re
 from dataclasses import dataclass, field
@@ -49,9 +54,13 @@ from .ecp5_pll import ECP5ClockGen, ecp5_pll_config
 __all__ = ["BUFFERS", "PinPlanEntry", "Board", "NodeOnBoard", "ODDRX2FOutput", "plan_markdown"]
 
 #: Buffer kinds a pin-plan entry may use, see module docstring.
-BUFFERS = ("ff", "comb", "oddrx2f")
+BUFFERS = ("ff", "comb", "oddrx2f", "ddr")
 #: Bits per pin per ``fast`` cycle of an ``oddrx2f`` port.
 ODDRX2F_RATIO = 4
+#: Bits per pin per cycle of each buffer kind.
+BITS_PER_PIN = {"ff": 1, "comb": 1, "oddrx2f": ODDRX2F_RATIO, "ddr": 2}
+#: Buffer kinds clocked by the ``fast`` domain.
+FAST_BUFFERS = ("oddrx2f", "ddr")
 #: Node members the board top wires itself (UART link, LED) rather than through the pin plan.
 LINK_MEMBERS = ("rx", "tx", "heartbeat")
 
@@ -95,8 +104,9 @@ class PinPlanEntry:
         if self.buffer not in BUFFERS:
             raise ValueError(f"buffer of pin-plan port {self.port!r} must be one of {BUFFERS}, "
                              f"not {self.buffer!r}")
-        if self.buffer == "oddrx2f" and self.dir != "o":
-            raise ValueError(f"oddrx2f port {self.port!r} must have dir 'o', not {self.dir!r}")
+        if self.buffer in FAST_BUFFERS and self.dir != "o":
+            raise ValueError(f"{self.buffer} port {self.port!r} must have dir 'o', "
+                             f"not {self.dir!r}")
         if not self.pins.split():
             raise ValueError(f"pins of pin-plan port {self.port!r} must not be empty")
 
@@ -107,7 +117,7 @@ class PinPlanEntry:
     @property
     def width(self):
         """Width of the node member this entry takes."""
-        return self.n_pins * (ODDRX2F_RATIO if self.buffer == "oddrx2f" else 1)
+        return self.n_pins * BITS_PER_PIN[self.buffer]
 
     @property
     def resource_name(self):
@@ -306,7 +316,7 @@ class NodeOnBoard(Elaboratable):
                                  f"{entry.n_pins} pins of the {board.name} pin plan "
                                  f"({entry.buffer}), not {len(value)}")
             self.ports.append((entry, value))
-        uses_fast = any(e.buffer == "oddrx2f" for e, _ in self.ports)
+        uses_fast = any(e.buffer in FAST_BUFFERS for e, _ in self.ports)
         self.needs_fast = uses_fast or "fast" in getattr(self.node, "required_domains", ())
         if self.needs_fast:
             # ECLK (2 * fast) comes from the PLL's CLKOS; SCLK (fast) is its CLKDIVF /2.
@@ -382,6 +392,9 @@ class NodeOnBoard(Elaboratable):
             if entry.buffer == "oddrx2f":
                 m.submodules[name] = gear = ODDRX2FOutput(pins, eclk)
                 m.d.comb += gear.o.eq(value)
+            elif entry.buffer == "ddr":
+                m.submodules[name] = ddr = io.DDRBuffer("o", pins, o_domain="fast")
+                m.d.comb += [ddr.o[0].eq(value[0::2]), ddr.o[1].eq(value[1::2])]
             elif entry.buffer == "ff":
                 m.submodules[name] = buf = io.FFBuffer(entry.dir, pins)
                 if entry.dir == "i":

@@ -19,12 +19,15 @@ dac__*              o     ff        X3 pins 4-7                 SPI DAC (CS, DIN
 adc__*              o/i   ff        X3 pins 8-11                SPI ADC (CS, D0, D1, SCLK)
 beat_adc__data[12]  i     ff        X4 pins 3-14                parallel 12-bit ADC (OPLL beat)
 beat_adc__clk/otr   o/i   ff        X4 pins 15, 16              ADC clock, out-of-range
-mod__lanes[16]      o     oddrx2f   X4 pins 21, 23, 25, 27      modulator lanes, 4 x 500 Mb/s
+mod__lanes[8]       o     ddr       X4 pins 21, 23, 25, 27      modulator lanes, 4 x 250 Mb/s
 tdc__in[2]          i     comb      X4 pins 28, 29              detector inputs D0, D1 (TDC)
 ==================  ====  ========  ==========================  ================================
 
-The ECP5-5G DCU lanes on the SMA connectors could carry multi-GHz patterns: a stretch goal, not
-in this plan. Check the VCCIO of banks 0/1 (3.3 V assumed) before wiring converters.
+Every expansion-header pin sits in the top banks 0/1, which have no ODDRX2F gearing: the
+modulator lanes use ODDRX1F (2 bits per lane per ``fast`` cycle), so a transmitter on this board
+has half the lane rate of the other boards. The ECP5-5G DCU lanes on the SMA connectors could
+carry multi-GHz patterns: a stretch goal, not in this plan. Check the VCCIO of banks 0/1
+(3.3 V assumed) before wiring converters.
 """
 from amaranth_boards.versa_ecp5_5g import VersaECP55GPlatform
 
@@ -56,8 +59,8 @@ PIN_PLAN = (
     PinPlanEntry("beat_adc__clk", "15", "o", _X4, attrs=_LV_FAST,
                  function="parallel ADC sample clock"),
     PinPlanEntry("beat_adc__otr", "16", "i", _X4, function="parallel ADC out-of-range"),
-    PinPlanEntry("mod__lanes", "21 23 25 27", "o", _X4, buffer="oddrx2f", attrs=_LV_FAST,
-                 function="modulator lanes via ODDRX2F (4 bits/lane/fast cycle)"),
+    PinPlanEntry("mod__lanes", "21 23 25 27", "o", _X4, buffer="ddr", attrs=_LV_FAST,
+                 function="modulator lanes via ODDRX1F (2 bits/lane/fast cycle; top bank)"),
     PinPlanEntry("tdc__in", "28 29", "i", _X4, buffer="comb", attrs=_LV,
                  function="detector inputs D0, D1 to the carry-chain TDC"),
 )

