@@ -20,6 +20,7 @@ BENCHES = {
     "link": "combkey.device:bench_link",
     "keyrate": "combkey.keyrate.bench:run",
     "boards": "combkey.boards.bench:run",
+    "tagger": "combkey.tagger:run",
 }
 
 

@@ -21,6 +21,7 @@ COMMANDS = {
     "build": "combkey.boards.cli:build",
     "bitstream": "combkey.boards.cli:bitstream",
     "flash": "combkey.boards.cli:flash",
+    "tagger": "combkey.tagger:tagger",
 }
 
 

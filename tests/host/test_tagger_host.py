@@ -1,0 +1,58 @@
+"""Host side of the tagger: calibration over a device, model relay, CLI, bench smoke."""
+import numpy as np
+from click.testing import CliRunner
+from combkey.cli import cli
+from combkey.gateware.timing.tdc import UNITS_PER_CYCLE, DelayLineConfig
+from combkey.sim.detector import DetectorConfig
+from combkey.tagger import ModelRelay, calibrate_device, simulate_relay, timestamp_errors
+
+
+def test_calibrate_device_writes_tables_and_improves_rms():
+    cfg = DelayLineConfig(seed=5)
+    dev = ModelRelay(channels=2, dl_cfg=cfg, seed=2)
+    rng = np.random.default_rng(1)
+    before = timestamp_errors(dev.models[0], dev.table[0], 20_000, rng)
+    hist, tables = calibrate_device(dev, 2, dev.n_codes, hits=10_000)
+    assert hist.sum(axis=1).min() >= 10_000
+    np.testing.assert_array_equal(dev.table[:, :dev.n_codes], tables)
+    assert dev.regs["tagger.raw"] == 0
+    after = timestamp_errors(dev.models[0], dev.table[0], 20_000, rng)
+    assert np.sqrt(np.mean(after ** 2)) < 15.0 < np.sqrt(np.mean(before ** 2))
+
+
+def test_simulated_relay_records_and_accounting():
+    sim = simulate_relay(n_slots=20_000, channels=2, mu=0.2, seed=4,
+                         det_cfg=DetectorConfig(dead_time_ps=2000, jitter_ps=20))
+    cnt = sim["counters"]
+    assert cnt["clicks"] == len(sim["tags"])
+    assert cnt["clicks"] - cnt["out_of_gate"] >= sum(r["clicks"] for r in sim["records"])
+    assert sim["detected"] >= len(sim["tags"]) > 0.9 * sim["detected"]
+    assert sum(cnt[f"pattern_{p}"] for p in range(16)) == len(sim["records"])
+    assert any(r["double"] for r in sim["records"])
+    ss, ph, singles = sim["hist"]
+    assert singles.sum() == cnt["clicks"]
+    # phases cluster at a quarter of the 3840-unit slot (+ lead offsets), bins of 4 units
+    assert abs(int(ph.argmax()) * 4 - 960) < 600
+    assert UNITS_PER_CYCLE % 3840 == 0
+
+
+def test_cli_calibrate_and_histogram(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(cli, ["tagger", "calibrate", "--channels", "2", "--hits", "2000",
+                              "--out", str(tmp_path / "cal.npz")])
+    assert res.exit_code == 0, res.output
+    assert "dnl_max_lsb" in res.output
+    assert np.load(tmp_path / "cal.npz")["tables"].shape == (2, 513)
+    res = runner.invoke(cli, ["tagger", "histogram", "--kind", "phase", "--shift", "2",
+                              "--channels", "2", "--bins", "64", "--out",
+                              str(tmp_path / "p.png")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_cli_errors_name_the_option():
+    runner = CliRunner()
+    res = runner.invoke(cli, ["tagger", "calibrate", "--hits", "10"])
+    assert res.exit_code != 0 and "--hits must be at least 100" in res.output
+    res = runner.invoke(cli, ["tagger", "histogram", "--start", "40"])
+    assert res.exit_code != 0 and "ss_start must be an int in 0..31" in res.output
