@@ -43,7 +43,7 @@ from .bridge import RegBridge
 from .regs import Access, Reg, RegisterBank, RegisterMap, connect_registers
 
 __all__ = ["MAGIC", "NODE_KINDS", "IDENTITY_REGS", "Node", "TransmitterNode", "RelayNode",
-           "node_class", "gateware_version"]
+           "node_class", "node_regmap", "gateware_version"]
 
 MAGIC = 0x434B4559
 NODE_KINDS = {"transmitter": 1, "relay": 2}
@@ -160,6 +160,19 @@ class RelayNode(Node):
     """Relay node (Charlie). Blocks are added as the tagger and phase issues land."""
 
     kind = "relay"
+
+
+def node_regmap(kind, **params):
+    """Return the :class:`RegisterMap` of a ``kind`` node built with ``params``.
+
+    The node is elaborated once (without a platform) so that Amaranth does not warn about a
+    component created only to read its map.
+    """
+    from amaranth.hdl import Fragment
+
+    node = node_class(kind)(**params)
+    Fragment.get(node, None)
+    return node.regmap
 
 
 def node_class(kind):

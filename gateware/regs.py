@@ -143,6 +143,11 @@ class Reg:
             used |= mask
 
     @property
+    def reset_raw(self):
+        """Reset value as the unsigned bus encoding."""
+        return self.reset & ((1 << self.width) - 1)
+
+    @property
     def words(self):
         """Number of 32-bit bus words the register occupies."""
         return (self.width + WORD_BITS - 1) // WORD_BITS
@@ -299,11 +304,11 @@ RegBus = wiring.Signature({
 def _port_signature(reg):
     w = reg.width
     if reg.access is Access.RW:
-        return wiring.Signature({"data": Out(w, init=reg.reset), "w_stb": Out(1)})
+        return wiring.Signature({"data": Out(w, init=reg.reset_raw), "w_stb": Out(1)})
     if reg.access is Access.R:
         return wiring.Signature({"data": In(w), "r_stb": Out(1)})
     if reg.access is Access.RW1C:
-        return wiring.Signature({"set": In(w), "data": Out(w)})
+        return wiring.Signature({"set": In(w), "data": Out(w, init=reg.reset_raw)})
     return wiring.Signature({"data": Out(w), "w_stb": Out(1)})
 
 
@@ -406,7 +411,7 @@ class BankModel:
     def __init__(self, regmap):
         self.regmap = regmap
         self.owner = regmap.word_owner()
-        self.values = {r.name: r.reset for r in regmap if r.access is not Access.R}
+        self.values = {r.name: r.reset_raw for r in regmap if r.access is not Access.R}
         for r in regmap:
             if r.access is Access.W1P:
                 self.values[r.name] = 0

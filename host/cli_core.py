@@ -28,9 +28,9 @@ NODE_CHOICE = click.Choice(["transmitter", "relay"])
               show_default=True, help="Output format.")
 def regmap(node, fmt):
     """Print a node's register map (addresses are 32-bit word addresses)."""
-    from .gateware.node import node_class
+    from .gateware.node import node_regmap
 
-    m = node_class(node)().regmap
+    m = node_regmap(node)
     click.echo(m.to_json() if fmt == "json" else
                m.to_markdown(title=f"combkey {node} register map"), nl=fmt == "json")
 

@@ -25,7 +25,7 @@ import time
 import urllib.parse
 
 from .gateware import bridge as br
-from .gateware.node import IDENTITY_REGS, MAGIC, NODE_KINDS, node_class
+from .gateware.node import IDENTITY_REGS, MAGIC, NODE_KINDS, node_class, node_regmap
 from .gateware.regs import Access
 
 __all__ = ["DeviceError", "LinkTimeout", "Link", "SimLink", "SerialLink", "open_link",
@@ -249,7 +249,7 @@ class Device:
         self.kind = kinds[kind]
         if regmap is None:
             node = getattr(link, "node", None)
-            regmap = node.regmap if node is not None else node_class(self.kind)().regmap
+            regmap = node.regmap if node is not None else node_regmap(self.kind)
         self.regmap = regmap
         if map_hash != regmap.map_hash():
             raise DeviceError(
