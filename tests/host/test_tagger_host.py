@@ -12,8 +12,8 @@ def test_calibrate_device_writes_tables_and_improves_rms():
     dev = ModelRelay(channels=2, dl_cfg=cfg, seed=2)
     rng = np.random.default_rng(1)
     before = timestamp_errors(dev.models[0], dev.table[0], 20_000, rng)
-    hist, tables = calibrate_device(dev, 2, dev.n_codes, hits=10_000)
-    assert hist.sum(axis=1).min() >= 10_000
+    hist, tables = calibrate_device(dev, 2, dev.n_codes, hits=20_000)
+    assert hist.sum(axis=1).min() >= 20_000
     np.testing.assert_array_equal(dev.table[:, :dev.n_codes], tables)
     assert dev.regs["tagger.raw"] == 0
     after = timestamp_errors(dev.models[0], dev.table[0], 20_000, rng)
