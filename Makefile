@@ -5,7 +5,6 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.combkey-installed
 BOARD  ?= ulx3s-85f
 NODE   ?= transmitter
-export PYTHONWARNINGS := error::DeprecationWarning:amaranth
 
 .PHONY: all venv demo test test-slow test-wheel bench lint bitstream bitstreams regmaps clean
 
