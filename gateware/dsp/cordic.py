@@ -23,6 +23,7 @@ the phase is rounded to ``phase_bits`` at the output, the magnitude truncated to
 Timing: fully pipelined, one vector per cycle, latency ``iterations + 2`` cycles
 (:attr:`Cordic.latency`); the pipeline stalls as a whole while ``o.valid & ~o.ready``.
 """
+import functools
 import math
 
 import numpy as np
@@ -32,16 +33,18 @@ from amaranth.lib.wiring import In, Out
 
 from .common import check_int
 
-__all__ = ["Cordic", "cordic_model", "cordic_angles", "GUARD", "XY_FRAC"]
+__all__ = ["Cordic", "cordic_model", "cordic_int", "cordic_angles", "GUARD", "XY_FRAC"]
 
 GUARD = 3
 XY_FRAC = 4
 
 
+@functools.cache
 def cordic_angles(iterations, phase_bits):
     """Micro-rotation angles ``atan(2**-i)`` in turns, scaled to ``phase_bits + GUARD`` bits."""
     scale = 1 << (phase_bits + GUARD)
-    return [int(round(math.atan(2.0 ** -i) / (2 * math.pi) * scale)) for i in range(iterations)]
+    return tuple(int(round(math.atan(2.0 ** -i) / (2 * math.pi) * scale))
+                 for i in range(iterations))
 
 
 def _check(width, phase_bits, iterations):
@@ -53,6 +56,9 @@ def _check(width, phase_bits, iterations):
 def cordic_model(x, y, *, width=18, phase_bits=16, iterations=16):
     """Bit-exact model of :class:`Cordic`; return ``(mag, phase)`` int64 arrays."""
     _check(width, phase_bits, iterations)
+    if np.ndim(x) == 1 and len(x) == 1:      # scalar fast path (co-simulation loops)
+        m, p = cordic_int(int(x[0]), int(y[0]), phase_bits, iterations)
+        return np.array([m], np.int64), np.array([p], np.int64)
     x = np.asarray(x, np.int64) << XY_FRAC
     y = np.asarray(y, np.int64) << XY_FRAC
     zb = phase_bits + GUARD
@@ -67,6 +73,24 @@ def cordic_model(x, y, *, width=18, phase_bits=16, iterations=16):
     zr = (z + (1 << (GUARD - 1))) >> GUARD
     phase = ((zr + (1 << (phase_bits - 1))) & ((1 << phase_bits) - 1)) - (1 << (phase_bits - 1))
     return x >> XY_FRAC, phase
+
+
+def cordic_int(x, y, phase_bits=16, iterations=16):
+    """:func:`cordic_model` for one vector of Python ints: ``(mag, phase)``."""
+    x <<= XY_FRAC
+    y <<= XY_FRAC
+    zb = phase_bits + GUARD
+    z = 0
+    if x < 0:
+        x, y, z = -x, -y, 1 << (zb - 1)
+    for i, a in enumerate(cordic_angles(iterations, phase_bits)):
+        if y >= 0:
+            x, y, z = x + (y >> i), y - (x >> i), z + a
+        else:
+            x, y, z = x - (y >> i), y + (x >> i), z - a
+    zr = (z + (1 << (GUARD - 1))) >> GUARD
+    half = 1 << (phase_bits - 1)
+    return x >> XY_FRAC, ((zr + half) & ((1 << phase_bits) - 1)) - half
 
 
 class Cordic(wiring.Component):
