@@ -19,7 +19,8 @@ node port           dir   buffer    pins                   function
 ==================  ====  ========  =====================  =====================================
 dac__*              o     ff        J2 pins 1, 2, 3, 5     SPI DAC (CS, DIN, SCLK, LDAC)
 adc__*              o/i   ff        J3 pins 1, 2, 3, 5     SPI ADC (CS, SCLK, D0, D1)
-beat_adc__data[12]  i     ff        J4, J5 pins 1-3, 5-7   parallel 12-bit ADC (OPLL beat note)
+beat_adc__data[12]  i     ff        J4 1-2, J5 1-3, 5-7,   parallel 12-bit ADC (OPLL beat note)
+                                    J6 3, 5-7
 beat_adc__clk/otr   o/i   ff        J6 pins 1, 2           ADC clock, out-of-range
 mod__lanes[16]      o     oddrx2f   J7 pins 1, 2, 3, 5     modulator lanes, 4 x 500 Mb/s
 tdc__in[2]          i     comb      J8 pins 1, 2           detector inputs D0, D1 (TDC)
@@ -54,9 +55,11 @@ PIN_PLAN = (
     PinPlanEntry("adc__sclk", "2", "o", ("j", 3), function="SPI ADC clock"),
     PinPlanEntry("adc__cipo", "3 5", "i", ("j", 3),
                  function="SPI ADC data, two channels (input: bypass the 74HC245)"),
-    # J4 pins 1-3, 5-7 (P4 R2 M8 M9 T6 R6) and J5 pins 1-3, 5-7 (M11 N11 P12 K15 N12 L16).
-    PinPlanEntry("beat_adc__data", "P4 R2 M8 M9 T6 R6 M11 N11 P12 K15 N12 L16", "i",
-                 function="parallel ADC D0..D11 (OPLL beat note), J4 and J5"),
+    # J4 pins 1-2 (P4 R2), J5 pins 1-3, 5-7 (M11 N11 P12 K15 N12 L16), J6 pins 3, 5-7
+    # (J16 J12 H15 G16). J4 pins 3, 5-7 are configuration-bank (8) balls, which the
+    # yowasp ecppack aborted on, so they stay unused.
+    PinPlanEntry("beat_adc__data", "P4 R2 M11 N11 P12 K15 N12 L16 J16 J12 H15 G16", "i",
+                 function="parallel ADC D0..D11 (OPLL beat note), J4, J5, J6"),
     PinPlanEntry("beat_adc__clk", "1", "o", ("j", 6), attrs=_LV_FAST,
                  function="parallel ADC sample clock"),
     PinPlanEntry("beat_adc__otr", "2", "i", ("j", 6), function="parallel ADC out-of-range"),

@@ -109,6 +109,8 @@ def test_pin_plan_balls_exist_and_gearing_sits_in_side_banks(board_name):
             assert b in banks, f"{entry.port}: ball {b} not in {board.device}"
             assert b not in used, f"{entry.port} and {used.get(b)} share ball {b}"
             used[b] = entry.port
+            # Bank 8 holds the configuration pins; ecppack aborted on a design using them.
+            assert banks[b] != 8, f"{entry.port}: {b} is a configuration-bank ball"
             if entry.buffer == "oddrx2f":
                 # ODDRX2F exists only in the left (6, 7) and right (2, 3) banks.
                 assert banks[b] in (2, 3, 6, 7), f"{entry.port}: {b} is in bank {banks[b]}"
