@@ -4,7 +4,6 @@ import math
 
 import numpy as np
 import pytest
-
 from combkey.gateware.dsp.phase_detector import PhaseDetectorModel
 from combkey.sim.plants import (
     FibrePhaseParams,
