@@ -72,7 +72,8 @@ class KeyResult:
         Why no key was produced (human-readable), ``None`` when ``key_bits > 0`` or, in the
         asymptotic case, when the rate is positive.
     bounds : dict
-        Estimated quantities: SNS ``s1_lower``, ``e1_upper``, ``n1_lower``, ``n_t``, ``E_z``,
+        Estimated quantities: SNS ``s1_lower``, ``e1_upper`` (of the untagged Z bits),
+        ``e1_upper_x`` (X-window estimate), ``n1_lower``, ``n_t``, ``E_z``, ``E_x11``,
         with AOPP also ``aopp_pairs``, ``aopp_kept``, ``aopp_E``, ``aopp_n1_lower``,
         ``aopp_e1_upper``; MDI ``s11_lower``, ``e11_upper``, ``s11_at_key``, ``e11_at_key``,
         ``sz11_lower``, ``phi11_upper``, ``s0_lower``, ``n_zz``, ``E_zz``, ``E_xx``. Always

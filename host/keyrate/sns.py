@@ -263,7 +263,9 @@ def sns_finite_key(counts, params, intensities, probabilities, *, aopp, leak_ec_
         return finish(0, counts.pulses, L, bounds, "no untagged bits are guaranteed")
     e1_z = min(0.5, L.o_upper("phase errors of untagged bits", n1 * e1) / n1)
     bounds.update(e1_upper=e1_z, e1_upper_x=e1, n1_lower=n1, n_t=counts.z_bits,
-                  E_z=counts.z_errors / counts.z_bits if counts.z_bits else 0.0)
+                  E_z=counts.z_errors / counts.z_bits if counts.z_bits else 0.0,
+                  E_x11=(counts.x11_selected_errors / counts.x11_selected_detected
+                         if counts.x11_selected_detected else 0.0))
 
     eps_cor, eps_pa, eps_hat = params.eps_terms
     if eps is not None:
