@@ -215,3 +215,30 @@ def test_ledger_counts_every_bound():
     assert r.epsilon_total == pytest.approx(12 * 1e-10)
     r2 = sns_rate(link(epsilon=1e-8))
     assert r2.epsilon_total == pytest.approx(10 * 1e-8)
+
+
+def test_monte_carlo_of_click_probabilities_matches_expected_counts():
+    """A small simulated block built from sns_click_probabilities (the simulator's path)
+    agrees with sns_expected_counts within 5 standard deviations per class pair."""
+    rng = np.random.default_rng(2)
+    p = link(distance_km=20, dark_count_probability=1e-3, probabilities=PROB_AOPP)
+    n = 400_000
+    pc = sns_class_probabilities(PROB_AOPP)
+    mus = {"zn": 0.0, "zs": INT["mu_z"], "x0": 0.0, "x1": INT["mu_1"], "x2": INT["mu_2"]}
+    names = list(SNS_CLASSES)
+    probs = [pc[k] for k in names]
+    a = rng.choice(len(names), size=n, p=probs)
+    b = rng.choice(len(names), size=n, p=probs)
+    mu = np.array([mus[k] for k in names])
+    dphi = rng.uniform(0, 2 * np.pi, size=n)
+    d0, d1, both = sns_click_probabilities(p.eta_arm, p.eta_arm, mu[a], mu[b], dphi,
+                                           p.dark_total)
+    u = rng.uniform(size=n)
+    effective = u < d0 + d1
+    expected = sns_expected_counts(p.replace(pulses=n), INT, PROB_AOPP)
+    for i, ka in enumerate(names):
+        for j, kb in enumerate(names):
+            sel = (a == i) & (b == j)
+            exp = expected.detected[(ka, kb)] * sel.sum() / expected.sent[(ka, kb)]
+            got = effective[sel].sum()
+            assert abs(got - exp) <= 5 * math.sqrt(exp) + 1
