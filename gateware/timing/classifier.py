@@ -287,8 +287,7 @@ class SlotClassifier(wiring.Component):
         L = self.lanes
         m.submodules.rfifo = rfifo = SyncFIFOBuffered(width=64, depth=self.record_depth)
         m.d.comb += [rfifo.r_en.eq(self.records_rd), self.record_level.eq(rfifo.level)]
-        with m.If(rfifo.r_rdy):
-            m.d.comb += self.records.eq(rfifo.r_data)
+        m.d.comb += self.records.eq(Mux(rfifo.r_rdy, rfifo.r_data, 0))
 
         # Pipeline: s1 (e*recip), s2 (remainder), s3 (slot, phase, gate, lane, bit).
         en = Signal()

@@ -48,7 +48,7 @@ import collections
 import dataclasses
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -251,8 +251,7 @@ class Tagger(wiring.Component):
                      tagf.w_en.eq(fire & self.tag_enable),
                      tagf.r_en.eq(self.tags_rd),
                      self.tag_level.eq(tagf.level)]
-        with m.If(tagf.r_rdy):
-            m.d.comb += self.tags.eq(tagf.r_data)
+        m.d.comb += self.tags.eq(Mux(tagf.r_rdy, tagf.r_data, 0))
         return m
 
 
