@@ -6,8 +6,15 @@ import pytest
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 
-from combkey.gateware.regs import (Access, BankModel, Field, Reg, RegisterBank, RegisterMap,
-                                   connect_registers)
+from combkey.gateware.regs import (
+    Access,
+    BankModel,
+    Field,
+    Reg,
+    RegisterBank,
+    RegisterMap,
+    connect_registers,
+)
 from combkey.gateware.stream import make_simulator
 
 REGS = [
