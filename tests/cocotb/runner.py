@@ -55,6 +55,12 @@ __all__ = ["run", "params", "ports", "port", "libpython_path"]
 PORTS_ENV = "COMBKEY_COCOTB_PORTS"
 PARAMS_ENV = "COMBKEY_COCOTB_PARAMS"
 SIM_TOOLS = {"icarus": ("iverilog", "vvp"), "verilator": ("verilator",)}
+#: Amaranth (Yosys ``write_verilog``) emits Verilog-2005 whose ``always @*`` blocks are made to
+#: run at time 0 by a ``reg ... = 0`` initialiser. cocotb calls ``iverilog -g2012``, and under
+#: SystemVerilog rules that initialiser makes no event: combinational outputs then stay X until
+#: an input changes (seen: a bridge's ``rx.ready`` X for the first byte, which duplicated it in
+#: the FIFO). ``-g2005`` (given after cocotb's flag, so it wins) restores the intended semantics.
+BUILD_ARGS = {"icarus": ["-g2005"]}
 
 
 def libpython_path():
@@ -140,7 +146,8 @@ def run(component, top, test_file, *, build_dir, params=None, test_filter=None, 
     os.environ.update(env)
     try:
         runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir, always=True,
-                     timescale=("1ns", "1ps"), waves=waves, log_file=build_dir / "build.log")
+                     timescale=("1ns", "1ps"), waves=waves, build_args=BUILD_ARGS.get(sim, []),
+                     log_file=build_dir / "build.log")
         results = build_dir / "results.xml"
         try:
             runner.test(test_module=test_file.stem, hdl_toplevel=top, build_dir=build_dir,
