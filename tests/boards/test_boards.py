@@ -6,6 +6,7 @@ import pathlib
 import re
 
 import pytest
+
 from combkey.boards._standin import PinPlanProbe
 from combkey.boards.base import FAST_BUFFERS, NodeOnBoard, PinPlanEntry, plan_markdown
 from combkey.boards.build import prepare_build
@@ -171,3 +172,10 @@ def test_unknown_board_and_node_are_named():
         get_board("ulx3s")
     with pytest.raises(ValueError, match=r"node must be one of relay, transmitter, not 'alice'"):
         node_factories("alice")
+
+
+@pytest.mark.parametrize("board_name", sorted(BOARDS))
+def test_docs_carry_the_current_pin_plan(board_name):
+    docs = pathlib.Path(__file__).parents[2] / "docs" / "boards.md"
+    assert plan_markdown(get_board(board_name)) in docs.read_text(), \
+        "docs/boards.md is stale: regenerate its pin-plan tables with plan_markdown()"

@@ -5,6 +5,7 @@ import stat
 
 import pytest
 from click.testing import CliRunner
+
 from combkey.cli import cli
 
 

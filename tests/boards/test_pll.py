@@ -1,9 +1,10 @@
 """ECP5 PLL divider search against a brute-force numpy model of the EHXPLLL frequency plan."""
 import numpy as np
 import pytest
-from combkey.boards.ecp5_pll import LIMITS, PLLConfig, PLLError, ecp5_pll_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from combkey.boards.ecp5_pll import LIMITS, PLLConfig, PLLError, ecp5_pll_config
 
 R = np.arange(LIMITS["clki_div"][0], LIMITS["clki_div"][1] + 1)[:, None, None]
 F = np.arange(LIMITS["clkfb_div"][0], LIMITS["clkfb_div"][1] + 1)[None, :, None]

@@ -9,6 +9,7 @@ import pathlib
 import shutil
 
 import pytest
+
 from combkey.boards.build import domain_of_net, make_report, parse_nextpnr_log, parse_nextpnr_report
 from combkey.boards.registry import get_board
 
@@ -111,3 +112,18 @@ def test_missing_outputs_are_named(tmp_path):
 ])
 def test_domain_of_net(net, domain):
     assert domain_of_net(net, ("sync", "eclk_pll", "fast")) == domain
+
+
+def test_bench_row_from_report(tmp_path):
+    from combkey.boards.bench import _row
+
+    d = _build_dir(tmp_path)
+    report = make_report(d, board=get_board("ulx3s-85f"), node="transmitter", impl="standin",
+                         top=FakeTop(), wall_s=5.0)
+    row = _row(report)
+    assert row["board"] == "ulx3s-85f" and row["node"] == "transmitter"
+    assert row["target_mhz"] == 50.0
+    assert row["fmax_mhz"] == pytest.approx(308.83, abs=0.01)
+    assert row["timing_met"] is True
+    assert (row["LUT4"], row["FF"], row["MULT18X18D"], row["DP16KD"]) == (28, 30, 0, 0)
+    assert row["build_s"] == 5.0
