@@ -42,7 +42,7 @@ Functions
   ``include_s0`` (default true, as in the public double-scanning reproduction [C]) adds the
   vacuum term ``s_0^z = O^L(e^{-mu_z} (N_zz / N_oz) E^L(n_oz))`` with ``(o, z)`` = Alice vacuum,
   Bob ``z``; pass false for the variant without it.
-* ``mdi_rate(params, intensities=None, probabilities=None) -> KeyResult``.
+* ``mdi_rate(params, intensities=None, probabilities=None, *, scan=41) -> KeyResult``.
 """
 from __future__ import annotations
 
@@ -149,16 +149,18 @@ def mdi_expected_counts(params, intensities, probabilities):
     pc = mdi_class_probabilities(probabilities)
     mc = mdi_class_intensities(intensities)
     counts = MDICounts(pulses=n)
-    for a in MDI_CLASSES:
-        for b in MDI_CLASSES:
-            sent = n * pc[a] * pc[b]
-            bases = {_BASIS[a], _BASIS[b]} - {None}
-            basis = "Z" if bases == {"Z"} else "X"
-            gain, err = mdi_gains(eta, eta, mc[a], mc[b], pd,
-                                  ed if basis == "Z" else params.misalignment_x, basis)
-            counts.sent[(a, b)] = sent
-            counts.detected[(a, b)] = sent * float(gain)
-            counts.errors[(a, b)] = sent * float(err)
+    pairs = [(a, b) for a in MDI_CLASSES for b in MDI_CLASSES]
+    ka = np.array([mc[a] for a, _ in pairs])
+    kb = np.array([mc[b] for _, b in pairs])
+    z_basis = np.array([{_BASIS[a], _BASIS[b]} - {None} == {"Z"} for a, b in pairs])
+    gz, ez = mdi_gains(eta, eta, ka, kb, pd, ed, "Z")
+    gx, ex = mdi_gains(eta, eta, ka, kb, pd, params.misalignment_x, "X")
+    gain, err = np.where(z_basis, gz, gx), np.where(z_basis, ez, ex)
+    for k, (a, b) in enumerate(pairs):
+        sent = n * pc[a] * pc[b]
+        counts.sent[(a, b)] = sent
+        counts.detected[(a, b)] = sent * float(gain[k])
+        counts.errors[(a, b)] = sent * float(err[k])
     return counts
 
 
@@ -278,8 +280,8 @@ def resolve_mdi(params, intensities=None, probabilities=None):
     return dict(intensities), dict(probabilities)
 
 
-def mdi_rate(params, intensities=None, probabilities=None):
+def mdi_rate(params, intensities=None, probabilities=None, *, scan=41):
     """Return the :class:`KeyResult` of the expected counts of ``params`` (one channel)."""
     intensities, probabilities = resolve_mdi(params, intensities, probabilities)
     counts = mdi_expected_counts(params, intensities, probabilities)
-    return mdi_finite_key(counts, params, intensities, probabilities)
+    return mdi_finite_key(counts, params, intensities, probabilities, scan=scan)

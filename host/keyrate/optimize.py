@@ -16,7 +16,8 @@ The objective is ``-log10(rate)`` where the key is positive; elsewhere a bounded
 still points toward positive key length. Search: structured starting points (and the
 parameters' own intensities/probabilities when present) are evaluated, the best two are
 polished by Nelder-Mead in the unit box; when no start gives a key, differential evolution
-searches the whole box first. ``maxiter`` scales the search effort (default 10).
+searches the whole box first. ``maxiter`` scales the search effort (default 10). MDI searches
+with a 9 x 9 double scan and reports the optimum with the full 41 x 41 scan.
 ``OptimResult`` has ``intensities``, ``probabilities``, ``result`` (:class:`KeyResult` at the
 optimum), ``evaluations`` and ``seconds``. Deterministic for a given ``seed``.
 """
@@ -100,19 +101,22 @@ def _starts(protocol):
                              "p_2": (1 - p_z) * 0.25}))
         return out
     out = []
-    for mu_z, p_z in ((0.3, 0.6), (0.5, 0.75), (0.6, 0.85)):
-        for mu_x in (0.03, 0.08):
+    for mu_z, p_z in ((0.25, 0.5), (0.3, 0.6), (0.5, 0.75), (0.6, 0.85)):
+        for mu_x in (0.03, 0.06):
             r = 1 - p_z
             out.append(({"mu_z": mu_z, "mu_y": 0.2, "mu_x": mu_x},
                         {"p_z": p_z, "p_y": 0.2 * r, "p_x": 0.7 * r, "p_o": 0.1 * r}))
     return out
 
 
-def _key_fn(protocol):
+def _key_fn(protocol, search=False):
     if protocol == "sns":
         from .sns import sns_rate
         return sns_rate
     from .mdi import mdi_rate
+    if search:
+        # A coarse double scan while searching; the returned result uses the full scan.
+        return lambda p, i, q: mdi_rate(p, i, q, scan=9)
     return mdi_rate
 
 
@@ -121,7 +125,7 @@ def optimize(params, protocol=None, *, seed=0, maxiter=None):
     protocol = protocol or params.protocol
     if protocol not in ("sns", "mdi"):
         raise ParamError(f"protocol must be 'sns' or 'mdi', not {protocol!r}")
-    fn = _key_fn(protocol)
+    fn = _key_fn(protocol, search=True)
     evals = [0]
 
     def objective(t):
@@ -159,6 +163,6 @@ def optimize(params, protocol=None, *, seed=0, maxiter=None):
         if res.fun < fbest:
             xbest, fbest = res.x, res.fun
     intensities, probabilities = decode(xbest, protocol)
-    result = fn(params, intensities, probabilities)
+    result = _key_fn(protocol)(params, intensities, probabilities)
     return OptimResult(intensities, probabilities, result, evals[0],
                        time.perf_counter() - t0)
