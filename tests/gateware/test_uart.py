@@ -5,6 +5,9 @@ import pytest
 from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from combkey.gateware.stream import make_simulator, stream_put
 from combkey.gateware.uart import (
     MIN_DIVISOR,
@@ -17,8 +20,6 @@ from combkey.gateware.uart import (
     uart_rx_latency,
     uart_tx_model,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 BAUD = 115_200
 
