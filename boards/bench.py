@@ -21,7 +21,7 @@ QUICK = (("colorlight-5a75b", "transmitter"),)
 def _row(report):
     util = report["utilisation"]
     sync = report["clocks"].get("sync", {})
-    row = {"board": report["board"], "node": report["node"], "impl": report["node_impl"],
+    row = {"board": report["board"], "node": report["node"],
            "device": report["device"],
            "target_mhz": round(report["pll"]["sys_clk_hz"] / 1e6, 3),
            "fmax_mhz": round(sync.get("fmax_mhz", float("nan")), 2),

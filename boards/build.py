@@ -17,7 +17,7 @@ Entry points
 
 Report (``build/<board>/<node>/report.json``)
 ---------------------------------------------
-``board``, ``node``, ``node_impl`` (``gateware`` or ``standin``), ``device``, ``pll`` (dividers
+``board``, ``node``, ``gateware_version`` (git commit prefix), ``device``, ``pll`` (dividers
 and frequencies), ``clocks``: ``{domain: {"net", "fmax_mhz", "constraint_mhz", "met"}}`` for
 every constrained clock of the design, ``timing_met`` (every clock meets its constraint),
 ``utilisation``: ``{"LUT4"|"FF"|"TRELLIS_FF"|"MULT18X18D"|"DP16KD"|"TRELLIS_IO"|...: {"used",
@@ -98,7 +98,6 @@ class BuildJob:
 
     board: object
     node: str
-    impl: str
     top: NodeOnBoard
     platform: object
     plan: object
@@ -111,7 +110,7 @@ class BuildJob:
     def describe(self, env=None):
         """Return a human-readable plan of the build (``--dry-run``)."""
         lines = [f"board     {self.board.name} ({self.board.device})",
-                 f"node      {self.node} ({self.impl})",
+                 f"node      {self.node}",
                  f"clock     {self.top.pll.describe()}",
                  f"out dir   {self.out_dir}"]
         if env is not None:
@@ -126,21 +125,21 @@ class BuildJob:
 
 def _setup(board_name, node, sys_clk_hz, baud, root):
     board = get_board(board_name)
-    node_factory, link_factory, impl = node_factories(node, board_node_params(board, node))
+    node_factory, link_factory = node_factories(node, board_node_params(board, node))
     # Reject an impossible clock before any elaboratable exists (NodeOnBoard repeats this).
     ecp5_pll_config(board.clk_in_hz, board.default_sys_clk_hz if sys_clk_hz is None
                     else sys_clk_hz)
     top = NodeOnBoard(board, node_factory, link_factory, sys_clk_hz=sys_clk_hz, baud=baud)
     out_dir = pathlib.Path(root) / board.name / node
-    return board, impl, top, board.platform(), out_dir
+    return board, top, board.platform(), out_dir
 
 
 def prepare_build(board_name, node, *, sys_clk_hz=None, baud=115200, root="build"):
     """Elaborate ``node`` on ``board_name`` and return the :class:`BuildJob` (no tools run)."""
-    board, impl, top, platform, out_dir = _setup(board_name, node, sys_clk_hz, baud, root)
+    board, top, platform, out_dir = _setup(board_name, node, sys_clk_hz, baud, root)
     plan = platform.build(top, name=DESIGN, build_dir=str(out_dir), do_build=False,
                           nextpnr_opts=NEXTPNR_OPTS)
-    return BuildJob(board=board, node=node, impl=impl, top=top, platform=platform, plan=plan,
+    return BuildJob(board=board, node=node, top=top, platform=platform, plan=plan,
                     out_dir=out_dir)
 
 
@@ -157,11 +156,11 @@ def run_build(board_name, node, *, sys_clk_hz=None, baud=115200, root="build"):
     :class:`subprocess.CalledProcessError` when a tool fails (the log says why).
     """
     env = toolchain_env()
-    board, impl, top, platform, out_dir = _setup(board_name, node, sys_clk_hz, baud, root)
-    return build_top(board, top, out_dir, node=node, impl=impl, env=env, platform=platform)
+    board, top, platform, out_dir = _setup(board_name, node, sys_clk_hz, baud, root)
+    return build_top(board, top, out_dir, node=node, env=env, platform=platform)
 
 
-def build_top(board, top, out_dir, *, node, impl, env=None, platform=None):
+def build_top(board, top, out_dir, *, node, env=None, platform=None):
     """Run amaranth's build of ``top`` (a :class:`NodeOnBoard`) into ``out_dir``; see
     :func:`run_build`."""
     env = toolchain_env() if env is None else env
@@ -185,7 +184,7 @@ def build_top(board, top, out_dir, *, node, impl, env=None, platform=None):
             os.close(fd_out)
             os.close(fd_err)
     wall = time.perf_counter() - t0
-    report = make_report(out_dir, board=board, node=node, impl=impl, top=top, wall_s=wall)
+    report = make_report(out_dir, board=board, node=node, top=top, wall_s=wall)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
@@ -271,7 +270,7 @@ def _util_summary(util):
     return out
 
 
-def make_report(out_dir, *, board, node, impl, top, wall_s=None):
+def make_report(out_dir, *, board, node, top, wall_s=None):
     """Read nextpnr's outputs in ``out_dir`` and return the report dictionary."""
     out_dir = pathlib.Path(out_dir)
     report_path = out_dir / NEXTPNR_REPORT
@@ -299,7 +298,7 @@ def make_report(out_dir, *, board, node, impl, top, wall_s=None):
     return {
         "board": board.name,
         "node": node,
-        "node_impl": impl,
+        "gateware_version": _hex_version(),
         "device": board.device,
         "pll": {"description": top.pll.describe(), "clki_div": top.pll.clki_div,
                 "clkfb_div": top.pll.clkfb_div, "clkop_div": top.pll.clkop_div,
@@ -312,6 +311,12 @@ def make_report(out_dir, *, board, node, impl, top, wall_s=None):
         "wall_s": None if wall_s is None else round(wall_s, 1),
         "source": source,
     }
+
+
+def _hex_version():
+    from combkey.gateware.node import gateware_version
+
+    return f"{gateware_version():08x}"
 
 
 def format_command(argv):

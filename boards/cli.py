@@ -61,7 +61,8 @@ def print_report(report, echo=click.echo):
     from rich.table import Table
 
     console = Console()
-    clocks = Table(title=f"{report['board']} / {report['node']} ({report['node_impl']}): "
+    clocks = Table(title=f"{report['board']} / {report['node']} "
+                         f"(gateware {report['gateware_version']}): "
                          f"timing {'met' if report['timing_met'] else 'NOT met'}")
     for col in ("domain", "net", "fmax MHz", "target MHz", "met"):
         clocks.add_column(col, justify="right")

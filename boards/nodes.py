@@ -1,14 +1,12 @@
 """Node kinds that a board can carry, and how to build them for a board.
 
 ``NODE_KINDS`` maps the command-line node name to ``"module:class"`` of its top in
-``combkey.gateware.node``. :func:`node_factories` returns ``(node_factory, link_factory,
-impl)``: the node class (called with ``clk_hz=`` and the board's per-kind parameters),
-``combkey.gateware.uart.UARTLink``, and ``"gateware"``; while those modules have not landed it
-returns the stand-in of :mod:`combkey.boards._standin` and ``"standin"``.
+``combkey.gateware.node``. :func:`node_factories` returns ``(node_factory, link_factory)``: the
+node class (called with ``clk_hz=`` and the board's per-kind parameters) and
+``combkey.gateware.uart.UARTLink``.
 """
 import functools
 import importlib
-import importlib.util
 
 __all__ = ["NODE_KINDS", "node_factories"]
 
@@ -20,7 +18,7 @@ NODE_KINDS = {
 
 
 def node_factories(kind, params=None):
-    """Return ``(node_factory, link_factory, impl)`` for node ``kind``.
+    """Return ``(node_factory, link_factory)`` for node ``kind``.
 
     Raises
     ------
@@ -30,11 +28,7 @@ def node_factories(kind, params=None):
     if kind not in NODE_KINDS:
         raise ValueError(f"node must be one of {', '.join(sorted(NODE_KINDS))}, not {kind!r}")
     module, attr = NODE_KINDS[kind].split(":")
-    if importlib.util.find_spec(module) is None or \
-            importlib.util.find_spec("combkey.gateware.uart") is None:
-        from ._standin import StandInLink, StandInNode
-        return StandInNode, StandInLink, "standin"
     node_cls = getattr(importlib.import_module(module), attr)
     from combkey.gateware.uart import UARTLink
     factory = functools.partial(node_cls, **(params or {}))
-    return factory, UARTLink, "gateware"
+    return factory, UARTLink

@@ -7,11 +7,11 @@ import re
 
 import pytest
 
-from combkey.boards._standin import PinPlanProbe
 from combkey.boards.base import FAST_BUFFERS, NodeOnBoard, PinPlanEntry, plan_markdown
 from combkey.boards.build import prepare_build
 from combkey.boards.ecp5_pll import PLLError
 from combkey.boards.nodes import NODE_KINDS, node_factories
+from combkey.boards.probe import PinPlanProbe
 from combkey.boards.registry import BOARDS, get_board
 
 
@@ -58,7 +58,7 @@ def test_board_node_elaborates(board_name, node, tmp_path):
 
 
 def _top(board, entries, **kwargs):
-    _, link_factory, _ = node_factories("transmitter")
+    _, link_factory = node_factories("transmitter")
     return NodeOnBoard(board, lambda clk_hz: PinPlanProbe(entries, clk_hz=clk_hz, **kwargs),
                        link_factory)
 

@@ -71,7 +71,7 @@ def _build_dir(tmp_path, with_report=True, log_text=None):
 @pytest.mark.parametrize("with_report", [True, False])
 def test_make_report(tmp_path, with_report):
     d = _build_dir(tmp_path, with_report)
-    report = make_report(d, board=get_board("ulx3s-85f"), node="transmitter", impl="standin",
+    report = make_report(d, board=get_board("ulx3s-85f"), node="transmitter",
                          top=FakeTop(), wall_s=12.34)
     assert report["source"] == ("report" if with_report else "log")
     assert list(report["clocks"]) == ["sync"]
@@ -92,7 +92,7 @@ def test_failing_clock_sets_timing_met_false(tmp_path):
     slow = LOG.read_text().replace("308.83 MHz (PASS at 50.00 MHz)",
                                    "41.20 MHz (FAIL at 50.00 MHz)")
     d = _build_dir(tmp_path, with_report=False, log_text=slow)
-    report = make_report(d, board=get_board("ulx3s-85f"), node="transmitter", impl="standin",
+    report = make_report(d, board=get_board("ulx3s-85f"), node="transmitter",
                          top=FakeTop())
     assert report["clocks"]["sync"]["fmax_mhz"] == 41.2
     assert report["clocks"]["sync"]["met"] is False
@@ -101,7 +101,7 @@ def test_failing_clock_sets_timing_met_false(tmp_path):
 
 def test_missing_outputs_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no nextpnr report .* or log .*top\.tim"):
-        make_report(tmp_path, board=get_board("ulx3s-85f"), node="relay", impl="standin",
+        make_report(tmp_path, board=get_board("ulx3s-85f"), node="relay",
                     top=FakeTop())
 
 
@@ -118,7 +118,7 @@ def test_bench_row_from_report(tmp_path):
     from combkey.boards.bench import _row
 
     d = _build_dir(tmp_path)
-    report = make_report(d, board=get_board("ulx3s-85f"), node="transmitter", impl="standin",
+    report = make_report(d, board=get_board("ulx3s-85f"), node="transmitter",
                          top=FakeTop(), wall_s=5.0)
     row = _row(report)
     assert row["board"] == "ulx3s-85f" and row["node"] == "transmitter"
