@@ -1,6 +1,7 @@
 """TDC encoder against its model; delay-line model and code-density calibration."""
 import numpy as np
 import pytest
+
 from combkey.gateware.stream import make_simulator
 from combkey.gateware.timing.tdc import (
     TDC,
@@ -63,15 +64,15 @@ def event_therm(cfg, channels, n_cycles, rate_per_cycle, rng, width_cycles=1.5):
     return out
 
 
-@pytest.mark.parametrize("holdoff", [0, 3])
-def test_tdc_matches_model_random_trains(holdoff):
+@pytest.mark.parametrize("holdoff,channels,cycles", [(0, 3, 300), (3, 3, 300), (2, 16, 160)])
+def test_tdc_matches_model_random_trains(holdoff, channels, cycles):
     rng = np.random.default_rng(5)
-    therm = event_therm(SMALL, 3, 300, 0.15, rng)
+    therm = event_therm(SMALL, channels, cycles, 0.15, rng)
     got = rtl_tdc(therm, SMALL.lines, SMALL.taps, holdoff)
     want = tdc_model(therm, SMALL.lines, SMALL.taps, holdoff)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g, w)
-    assert want[0].sum() > 20
+    assert want[0].sum() > 15
     if holdoff:
         assert want[2][-1].sum() > 0
 
