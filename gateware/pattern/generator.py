@@ -237,6 +237,7 @@ class PatternRegs:
         self.check(params)
         w = []
         if key_int is not None:
+            _check_int("key_int", key_int, 0, (1 << 80) - 1)
             w += [("key_lo", key_int & ((1 << 64) - 1)), ("key_hi", key_int >> 64)]
         w += [("iv_tag", self.iv_tag), ("frame0", self.frame0), ("frame_len", self.frame_len),
               ("n_q", self.n_q), ("n_r", self.n_r),
@@ -426,8 +427,6 @@ class PatternGenerator(wiring.Component):
             m.d.sync += [qrng.eq(self.ctrl[1]), mdi.eq(self.ctrl[2])]
 
         key = Cat(self.key_lo, self.key_hi)
-        frame_clocks = Signal(32)
-        m.d.comb += frame_clocks.eq(self.frame_len >> (L.bit_length() - 1))
 
         # ---------------- Trivium cores: two sets (ping-pong) of L lanes
         cores = [[Trivium(S) for _ in range(L)] for _ in range(2)]
@@ -471,32 +470,39 @@ class PatternGenerator(wiring.Component):
         m.d.comb += [self.qrng_level.eq(fifo.level), self.qrng_overflow.eq(overflow)]
 
         # ---------------- stage 0: slot timing, source select
+        # Derived limits are registered (one cycle after a register write; the registers are
+        # static while running), so no adder sits between the bank and the counters.
+        k = L.bit_length() - 1
+        frame_last = Signal(32)
+        nq_last = Signal(32)
+        nr_last = Signal(32)
+        has_ref = Signal()
+        m.d.sync += [frame_last.eq((self.frame_len >> k) - 1), nq_last.eq((self.n_q >> k) - 1),
+                     nr_last.eq((self.n_r >> k) - 1), has_ref.eq(self.n_r != 0)]
         t_clk = Signal(32)          # clock within frame
-        pos = Signal(32)            # clock within scheduler period
+        blk = Signal(32)            # clock within the current quantum or reference block
+        is_ref = Signal()           # the current block is a reference block
         rph = Signal(max(mb, 1))    # reference phase of lane 0 of this clock
         frame = Signal(IV_FRAME_BITS)
         go = Signal()               # this clock carries slots
         m.d.comb += go.eq(run & ~start & Mux(qrng, 1, keyed))
-        nq_c = self.n_q >> (L.bit_length() - 1)
-        per_c = (self.n_q + self.n_r) >> (L.bit_length() - 1)
-        is_ref = Signal()
-        m.d.comb += is_ref.eq((self.n_r != 0) & (pos >= nq_c))
         have = Signal()
         m.d.comb += have.eq(Mux(qrng, fifo.r_rdy, 1))
         m.d.comb += fifo.r_en.eq(go & qrng)
         for s in range(2):
             for core in cores[s]:
                 m.d.comb += core.en.eq(go & ~qrng & (sel == s))
+        step = self.ref_phase[8:16]
 
         with m.If(start):
             m.d.sync += [
                 fr[0].eq(self.frame0), fr[1].eq(self.frame0 + 1), pend.eq(0b11), sel.eq(0),
-                t_clk.eq(0), pos.eq(0), rph.eq(self.ref_phase[:8]),
+                t_clk.eq(0), blk.eq(0), is_ref.eq(0), rph.eq(self.ref_phase[:8]),
                 frame.eq(self.frame0),
             ]
         with m.Elif(go):
-            with m.If(t_clk == frame_clocks - 1):
-                m.d.sync += [t_clk.eq(0), pos.eq(0), rph.eq(self.ref_phase[:8]),
+            with m.If(t_clk == frame_last):
+                m.d.sync += [t_clk.eq(0), blk.eq(0), is_ref.eq(0), rph.eq(self.ref_phase[:8]),
                              frame.eq(frame + 1)]
                 with m.If(~qrng):
                     m.d.sync += sel.eq(~sel)
@@ -505,13 +511,16 @@ class PatternGenerator(wiring.Component):
                             m.d.sync += [fr[s].eq(fr[s] + 2), pend[s].eq(1)]
             with m.Else():
                 m.d.sync += t_clk.eq(t_clk + 1)
-                with m.If(pos == per_c - 1):
-                    m.d.sync += [pos.eq(0), rph.eq(self.ref_phase[:8])]
+                with m.If(is_ref):
+                    with m.If(blk == nr_last):
+                        m.d.sync += [blk.eq(0), is_ref.eq(0), rph.eq(self.ref_phase[:8])]
+                    with m.Else():
+                        m.d.sync += [blk.eq(blk + 1), rph.eq(rph + L * step)]
+                with m.Elif(has_ref & (blk == nq_last)):
+                    m.d.sync += [blk.eq(0), is_ref.eq(1)]
                 with m.Else():
-                    m.d.sync += pos.eq(pos + 1)
-                    with m.If(is_ref):
-                        m.d.sync += rph.eq(rph + L * self.ref_phase[8:16])
-        m.d.comb += [self.frame.eq(frame), self.frame_pos.eq(t_clk << (L.bit_length() - 1)),
+                    m.d.sync += blk.eq(blk + 1)
+        m.d.comb += [self.frame.eq(frame), self.frame_pos.eq(t_clk << k),
                      self.status.eq(Cat(run, keyed))]
 
         # ---------------- stage 1: register raw words
@@ -529,7 +538,6 @@ class PatternGenerator(wiring.Component):
         lanes2 = Signal(data.ArrayLayout(data.StructLayout({
             "cls": 3, "bit": 1, "phase": max(mb, 1)}), L))
         m.d.sync += v2.eq(v1 & ~start)
-        step = self.ref_phase[8:16]
         for j in range(L):
             w = raw1.word_select(j, S)
             u1, u2, rbit = w[:R], w[R:2 * R], w[2 * R]

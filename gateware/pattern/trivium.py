@@ -212,9 +212,13 @@ class Trivium(wiring.Component):
     z : Out(width)
     """
 
-    def __init__(self, width=64):
+    def __new__(cls, width=64, **kwargs):
+        # Validate before the object exists, so a rejected width leaves no unused elaboratable.
         if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= 64:
             raise ValueError(f"width must be an int in 1..64, not {width!r}")
+        return super().__new__(cls)
+
+    def __init__(self, width=64):
         self.width = width
         self.init_cycles = init_cycles(width)
         super().__init__({
