@@ -15,7 +15,8 @@ o : Out(stream.Signature(unsigned(count_width)))
     One count per gate: rising edges seen in cycles ``[j*G, (j+1)*G)`` (``G = gate_cycles``);
     frequency ``= count * f_clk / G``. Saturates at ``2**count_width - 1``.
 gate_cycles : In(32)
-    RW register, gate length in clock cycles, >= 1 (0 counts as ``2**32``).
+    RW register, gate length in clock cycles, >= 1 (0 counts as ``2**32``); set it before
+    the count starts (a change takes effect one cycle late).
 overruns, count_overflows : Out(32)
     R registers: counts lost because ``o`` was not ready; gates whose count saturated.
 
@@ -29,7 +30,10 @@ from amaranth.lib.wiring import In, Out
 from ..regs import Access, Reg
 from .common import check_int, reg_members
 
-__all__ = ["FreqCounter", "freq_counter_model", "counts_from_phase"]
+__all__ = ["FreqCounter", "freq_counter_model", "counts_from_phase", "GATE_RESET"]
+
+#: reset value of ``gate_cycles`` (10 ms at 100 MHz).
+GATE_RESET = 1_000_000
 
 
 def freq_counter_model(beat, gate_cycles, count_width=24):
@@ -77,7 +81,7 @@ class FreqCounter(wiring.Component):
 
     def registers(self):
         return [
-            Reg("gate_cycles", 32, reset=1_000_000, doc="Gate length, clock cycles (>= 1)."),
+            Reg("gate_cycles", 32, reset=GATE_RESET, doc="Gate length, clock cycles (>= 1)."),
             Reg("overruns", 32, Access.R, doc="Counts lost because o was not ready (wraps)."),
             Reg("count_overflows", 32, Access.R, doc="Gates whose count saturated (wraps)."),
         ]
@@ -97,7 +101,9 @@ class FreqCounter(wiring.Component):
         full = nxt > top
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
-        with m.If(timer == self.gate_cycles - 1):
+        last = Signal(32, init=GATE_RESET - 1)
+        m.d.sync += last.eq(self.gate_cycles - 1)     # the register is static in use
+        with m.If(timer == last):
             m.d.sync += [timer.eq(0), count.eq(0), flag.eq(0), self.o.valid.eq(1),
                          self.o.payload.eq(nxt[:cw] | full.replicate(cw))]
             with m.If(full | flag):

@@ -20,7 +20,8 @@ The loop's actuator word is ``offset + filter output``.
 Members
 -------
 i : In(stream.Signature({err: signed(err_width), act: signed(out_width)}))
-    Always ready; the outputs below are updated one cycle after each transfer (``done``).
+    Ready when idle; the outputs below are updated :data:`LATENCY` cycles after the transfer,
+    when ``done`` pulses (a four-stage pipeline, one sample in flight, for >= 150 MHz).
 state : Out(2)       ``0`` ACQUIRE, ``1`` LOCKED, ``2`` SWEEP (also an R register).
 offset : Out(signed(out_width))
 hold, clear : Out(1)  Filter hold (in SWEEP) and the one-sample clear request, valid with
@@ -44,9 +45,11 @@ from amaranth.lib.wiring import In, Out
 from ..regs import Access, Reg
 from .common import check_int, reg_members
 
-__all__ = ["LockState", "LockMonitor", "LockMonitorConfig", "LockMonitorModel"]
+__all__ = ["LATENCY", "LockState", "LockMonitor", "LockMonitorConfig", "LockMonitorModel"]
 
 RUN_MAX = (1 << 16) - 1
+#: cycles from the input transfer to ``done``.
+LATENCY = 5
 
 
 class LockState(enum.IntEnum):
@@ -183,61 +186,80 @@ class LockMonitor(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        ow = self.out_width
+        ow, ew = self.out_width, self.err_width
         in_run = Signal(16)
         out_run = Signal(16)
         acq = Signal(32)
         up = Signal(init=1)
-        m.d.comb += [self.i.ready.eq(1), self.locked.eq(self.state == LockState.LOCKED),
+        stage = Signal(4)          # one-hot pipeline position of the sample in flight
+        m.d.comb += [self.i.ready.eq(stage == 0),
+                     self.locked.eq(self.state == LockState.LOCKED),
                      self.hold.eq(self.state == LockState.SWEEP)]
-        err = self.i.payload.err
-        act = self.i.payload.act
-        inside = Mux(err < 0, -err, err) <= self.threshold
-        nin = Mux(inside, Mux(in_run == RUN_MAX, RUN_MAX, in_run + 1), 0)
-        nout = Mux(inside, 0, Mux(out_run == RUN_MAX, RUN_MAX, out_run + 1))
-        nacq = Mux(acq == (1 << 32) - 1, acq, acq + 1)
-        m.d.sync += [self.done.eq(0), self.clear.eq(0)]
+        m.d.sync += [self.done.eq(0), self.clear.eq(0), stage.eq(stage << 1)]
+        err = Signal(signed(ew))
+        act = Signal(signed(ow))
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [err.eq(self.i.payload.err), act.eq(self.i.payload.act), stage[0].eq(1)]
+        # stage 1: |err|, entry point and sweep candidates
+        mag = Signal(ew)
         entry = Signal(signed(ow + 1))
-        m.d.comb += entry.eq(self.offset + act)
         up_next = Signal(signed(ow + 1))
         dn_next = Signal(signed(ow + 1))
-        m.d.comb += [up_next.eq(self.offset + self.sweep_step),
-                     dn_next.eq(self.offset - self.sweep_step)]
+        with m.If(stage[0]):
+            m.d.sync += [mag.eq(Mux(err < 0, -err, err)), entry.eq(self.offset + act),
+                         up_next.eq(self.offset + self.sweep_step),
+                         dn_next.eq(self.offset - self.sweep_step)]
+        # stage 2: in/out, clamps and sweep limit flags
+        inside = Signal()
+        entry_c = Signal(signed(ow))
+        up_hit = Signal()
+        dn_hit = Signal()
+        with m.If(stage[1]):
+            m.d.sync += [inside.eq(mag <= self.threshold),
+                         entry_c.eq(Mux(entry < self.sweep_min, self.sweep_min,
+                                        Mux(entry > self.sweep_max, self.sweep_max, entry))),
+                         up_hit.eq(up_next >= self.sweep_max),
+                         dn_hit.eq(dn_next <= self.sweep_min)]
+        # stage 3: run lengths and the acquisition timer
+        with m.If(stage[2]):
+            m.d.sync += [
+                in_run.eq(Mux(inside, Mux(in_run == RUN_MAX, RUN_MAX, in_run + 1), 0)),
+                out_run.eq(Mux(inside, 0, Mux(out_run == RUN_MAX, RUN_MAX, out_run + 1))),
+            ]
+            with m.If(self.state == LockState.ACQUIRE):
+                m.d.sync += acq.eq(Mux(acq == (1 << 32) - 1, acq, acq + 1))
 
+        # stage 4: state update
         def enter_sweep():
             m.d.sync += [self.state.eq(LockState.SWEEP), self.clear.eq(1), up.eq(1),
-                         self.sweep_count.eq(self.sweep_count + 1),
-                         self.offset.eq(Mux(entry < self.sweep_min, self.sweep_min,
-                                            Mux(entry > self.sweep_max, self.sweep_max,
-                                                entry)))]
+                         self.sweep_count.eq(self.sweep_count + 1), self.offset.eq(entry_c)]
 
-        with m.If(self.i.valid):
-            m.d.sync += [in_run.eq(nin), out_run.eq(nout), self.done.eq(1)]
+        with m.If(stage[3]):
+            m.d.sync += self.done.eq(1)
             with m.Switch(self.state):
                 with m.Case(LockState.ACQUIRE):
-                    m.d.sync += acq.eq(nacq)
-                    with m.If(nin >= self.lock_samples):
+                    with m.If(in_run >= self.lock_samples):
                         m.d.sync += self.state.eq(LockState.LOCKED)
                     with m.Elif(self.sweep_enable & (self.acquire_timeout != 0)
-                                & (nacq >= self.acquire_timeout)):
+                                & (acq >= self.acquire_timeout)):
                         enter_sweep()
                 with m.Case(LockState.LOCKED):
-                    with m.If(nout >= self.unlock_samples):
+                    with m.If(out_run >= self.unlock_samples):
                         m.d.sync += self.loss_count.eq(self.loss_count + 1)
                         with m.If(self.sweep_enable):
                             enter_sweep()
                         with m.Else():
                             m.d.sync += [self.state.eq(LockState.ACQUIRE), acq.eq(0)]
                 with m.Default():
-                    with m.If(nin >= self.capture_samples):
+                    with m.If(in_run >= self.capture_samples):
                         m.d.sync += [self.state.eq(LockState.ACQUIRE), acq.eq(0)]
                     with m.Elif(up):
-                        with m.If(up_next >= self.sweep_max):
+                        with m.If(up_hit):
                             m.d.sync += [self.offset.eq(self.sweep_max), up.eq(0)]
                         with m.Else():
                             m.d.sync += self.offset.eq(up_next)
                     with m.Else():
-                        with m.If(dn_next <= self.sweep_min):
+                        with m.If(dn_hit):
                             m.d.sync += [self.offset.eq(self.sweep_min), up.eq(1)]
                         with m.Else():
                             m.d.sync += self.offset.eq(dn_next)

@@ -40,8 +40,9 @@ accepted sample (a ``clear`` pulse is remembered until then).
 
 Timing: one sample in flight. ``i.ready`` is high when idle; the result is on ``o`` :data:`LATENCY`
 cycles after the input transfer, and ``i.ready`` returns the cycle after ``o`` is taken. Each
-multiplier is an 18x18 product with registered operands and a registered result (MULT18X18D),
-each add and the clamp compare are in their own pipeline stage (>= 150 MHz on ECP5).
+multiplier is an 18x18 product with registered operands and a registered result (MULT18X18D);
+every adder, the saturation and the clamp compare have their own pipeline stage (8 stages),
+so that the block closes above 150 MHz on the ECP5 (see ``combkey bench loops``).
 """
 import dataclasses
 
@@ -58,7 +59,7 @@ __all__ = ["LoopFilter", "LoopFilterConfig", "LoopFilterModel", "loop_filter_mod
 
 COEF_WIDTH = 18
 #: cycles from the input transfer to ``o.valid``.
-LATENCY = 6
+LATENCY = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -269,10 +270,9 @@ class LoopFilter(wiring.Component):
         p0 = Signal(signed(pw))
         p1 = Signal(signed(pw))
         p2 = Signal(signed(pw))
-        fb = Signal(signed(sw + 4))
         s = Signal(signed(pw + 2))
-        fbr = Signal(signed(sw + 4))
-        tw = max(pw + 2, sw + 4) + 1
+        fbr = Signal(signed(sw + 5))
+        tw = max(pw + 2, sw + 5) + 1
         t = Signal(signed(tw))
         over = Signal()
         under = Signal()
@@ -285,42 +285,55 @@ class LoopFilter(wiring.Component):
             m.d.sync += [xr.eq(self.i.payload), hold_r.eq(self.hold),
                          clr_r.eq(pending_clear | self.clear), pending_clear.eq(0),
                          busy[0].eq(1)]
-        # Stage 1: error, clear, multiplier operands.
-        diff = Mux(self.sign, self.setpoint - xr, xr - self.setpoint)
+        # Stage 1: signed difference to the setpoint.
+        diff = Signal(signed(iw + 2))
+        with m.If(busy[0]):
+            m.d.sync += diff.eq(Mux(self.sign, self.setpoint - xr, xr - self.setpoint))
+        # Stage 2: saturated error, clear, multiplier operands.
         e = Signal(signed(iw))
         m.d.comb += e.eq(sat(diff, iw))
-        with m.If(busy[0]):
+        with m.If(busy[1]):
             m.d.sync += [me0.eq(e), me1.eq(Mux(clr_r, 0, e1)), me2.eq(Mux(clr_r, 0, e2)),
                          mb0.eq(self.b0), mb1.eq(self.b1), mb2.eq(self.b2)]
             with m.If(clr_r):
                 m.d.sync += [e1.eq(0), e2.eq(0), y1.eq(0), y2.eq(0)]
-        # Stage 2: products (MULT18X18D) and the integer feedback -a1*y1 - a2*y2.
-
-        def small_mul(a, y):
-            return (Mux(a[0], y, 0) + Mux(a[1], y << 1, 0) - Mux(a[2], y << 2, 0))
-
-        with m.If(busy[1]):
-            m.d.sync += [p0.eq(mb0 * me0), p1.eq(mb1 * me1), p2.eq(mb2 * me2),
-                         fb.eq(-small_mul(self.a1, y1) - small_mul(self.a2, y2))]
-        # Stage 3: sum of products.
+        # Stage 3: products (MULT18X18D); -a*y = 4*a[2]*y - (a[0]*y + 2*a[1]*y), in parts.
+        ga1 = Signal(signed(sw + 2))
+        gb1 = Signal(signed(sw + 3))
+        ga2 = Signal(signed(sw + 2))
+        gb2 = Signal(signed(sw + 3))
         with m.If(busy[2]):
-            m.d.sync += [s.eq(p0 + p1 + p2), fbr.eq(fb),
+            m.d.sync += [p0.eq(mb0 * me0), p1.eq(mb1 * me1), p2.eq(mb2 * me2),
+                         ga1.eq(Mux(self.a1[0], y1, 0) + Mux(self.a1[1], y1 << 1, 0)),
+                         gb1.eq(Mux(self.a1[2], y1 << 2, 0)),
+                         ga2.eq(Mux(self.a2[0], y2, 0) + Mux(self.a2[1], y2 << 1, 0)),
+                         gb2.eq(Mux(self.a2[2], y2 << 2, 0))]
+        # Stage 4: partial sums.
+        s01 = Signal(signed(pw + 1))
+        p2r = Signal(signed(pw))
+        u1 = Signal(signed(sw + 4))
+        u2 = Signal(signed(sw + 4))
+        with m.If(busy[3]):
+            m.d.sync += [s01.eq(p0 + p1), p2r.eq(p2), u1.eq(gb1 - ga1), u2.eq(gb2 - ga2),
                          hi.eq((self.out_max << F) + ((1 << F) - 1)),
                          lo.eq(self.out_min << F)]
-        # Stage 4: total.
-        with m.If(busy[3]):
-            m.d.sync += t.eq(s + fbr)
-        # Stage 5: limit compares.
+        # Stage 5: numerator sum and feedback sum.
         with m.If(busy[4]):
+            m.d.sync += [s.eq(s01 + p2r), fbr.eq(u1 + u2)]
+        # Stage 6: total.
+        with m.If(busy[5]):
+            m.d.sync += t.eq(s + fbr)
+        # Stage 7: limit compares.
+        with m.If(busy[6]):
             m.d.sync += [over.eq(t > hi), under.eq(t < lo)]
-        # Stage 6: clamp or wrap, state update, output.
+        # Stage 8: clamp or wrap, state update, output.
         y = Signal(signed(sw))
         m.d.comb += y.eq(Mux(self.wrap, t[:sw].as_signed(),
                              Mux(over, hi, Mux(under, lo, t))))
         clamped = ~self.wrap & (over | under)
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
-        with m.If(busy[5]):
+        with m.If(busy[7]):
             m.d.sync += self.o.valid.eq(1)
             with m.If(hold_r):
                 m.d.sync += [self.o.payload.y.eq(y1 >> F), self.o.payload.saturated.eq(0)]

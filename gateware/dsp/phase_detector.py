@@ -29,7 +29,7 @@ Registers: ``ftw`` (RW 32), ``clear_turns`` (W1P 1), ``turn_overflows`` (R 32), 
 (R 32: outputs overwritten because ``o`` was not ready).
 
 Timing: ``i.ready`` is always 1 (one ADC sample per cycle at most); one output every ``R`` input
-samples, ``4 + cordic.latency`` cycles after the last sample of its block.
+samples, ``6 + cordic.latency`` cycles after the last sample of its block.
 """
 import numpy as np
 from amaranth.hdl import Module, Signal, signed
@@ -213,9 +213,12 @@ class PhaseDetector(wiring.Component):
             with m.Else():
                 m.d.sync += [acc_i.eq(acc_i + pi), acc_q.eq(acc_q - pq), cnt.eq(cnt + 1)]
         shift = r_log2 + 16
-        m.d.comb += [cordic.i.valid.eq(dump),
-                     cordic.i.payload.x.eq(sat(si >> shift, cw)),
-                     cordic.i.payload.y.eq(sat(sq >> shift, cw))]
+        cx = Signal(signed(cw))
+        cy = Signal(signed(cw))
+        cv = Signal()
+        m.d.sync += [cx.eq(sat(si >> shift, cw)), cy.eq(sat(sq >> shift, cw)), cv.eq(dump)]
+        m.d.comb += [cordic.i.valid.eq(cv), cordic.i.payload.x.eq(cx),
+                     cordic.i.payload.y.eq(cy)]
 
         # Unwrapper.
         tw = PHASE_FRAC + self.turn_bits
@@ -224,9 +227,16 @@ class PhaseDetector(wiring.Component):
         pending = Signal()
         with m.If(self.clear_turns):
             m.d.sync += pending.eq(1)
-        p = cordic.o.payload.phase
+        # U1: phase step since the previous output
         d = Signal(signed(PHASE_FRAC))
-        m.d.comb += d.eq((p - prev)[:PHASE_FRAC].as_signed())
+        mag = Signal(self.adc_width + 2)
+        u1 = Signal()
+        m.d.sync += u1.eq(cordic.o.valid)
+        with m.If(cordic.o.valid):
+            p = cordic.o.payload.phase
+            m.d.sync += [d.eq((p - prev)[:PHASE_FRAC].as_signed()), prev.eq(p),
+                         mag.eq(cordic.o.payload.mag)]
+        # U2: accumulate (dropping whole turns first after a clear_turns pulse)
         base = Signal(signed(tw))
         m.d.comb += base.eq(turns)
         with m.If(pending):
@@ -235,10 +245,10 @@ class PhaseDetector(wiring.Component):
         m.d.comb += t.eq(base + d)
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
-        with m.If(cordic.o.valid):
-            m.d.sync += [turns.eq(t[:tw].as_signed()), prev.eq(p), pending.eq(self.clear_turns),
+        with m.If(u1):
+            m.d.sync += [turns.eq(t[:tw].as_signed()), pending.eq(self.clear_turns),
                          self.o.valid.eq(1), self.o.payload.phase.eq(t[:tw].as_signed()),
-                         self.o.payload.mag.eq(cordic.o.payload.mag)]
+                         self.o.payload.mag.eq(mag)]
             with m.If(t[tw] != t[tw - 1]):
                 m.d.sync += self.turn_overflows.eq(self.turn_overflows + 1)
             with m.If(self.o.valid & ~self.o.ready):

@@ -15,7 +15,7 @@ i : In(stream.Signature(RefEvent))
     One transfer per reference slot that clicked, or per period end: ``quad`` (1), ``d0`` (1),
     ``d1`` (1) clicks, ``last`` (1) marks the last event of the period (its clicks count; a
     ``last`` event with no click is a pure marker). ``i.ready`` is low while an estimate is
-    being computed (``Cordic.latency + 3`` cycles per period).
+    being computed (``Cordic.latency + 4`` cycles per period).
 o : Out(stream.Signature(RefEstimate(count_width)))
     ``phase`` ``signed(16)`` turns (``/ 2**16``, ``[-0.5, 0.5)``), ``n0a, n1a, n0b, n1b``
     ``unsigned(count_width)`` (saturating), ``valid_est`` = total clicks ``>= min_counts`` and
@@ -165,11 +165,18 @@ class RefPhaseEstimator(wiring.Component):
                 m.d.sync += [c.eq(v) for c, v in zip(cnt, nxt, strict=True)]
         x = Signal(signed(cw + 1))
         y = Signal(signed(cw + 1))
-        m.d.comb += [x.eq(held[0] - held[1]), y.eq(held[2] - held[3])]
-        m.d.comb += [cordic.i.valid.eq(start), cordic.i.payload.x.eq(x),
-                     cordic.i.payload.y.eq(y), cordic.o.ready.eq(1)]
+        t01 = Signal(cw + 1)
+        t23 = Signal(cw + 1)
         total = Signal(cw + 2)
-        m.d.comb += total.eq(held[0] + held[1] + held[2] + held[3])
+        start1 = Signal()
+        m.d.sync += start1.eq(start)
+        with m.If(start):
+            m.d.sync += [x.eq(held[0] - held[1]), y.eq(held[2] - held[3]),
+                         t01.eq(held[0] + held[1]), t23.eq(held[2] + held[3])]
+        with m.If(start1):
+            m.d.sync += total.eq(t01 + t23)
+        m.d.comb += [cordic.i.valid.eq(start1), cordic.i.payload.x.eq(x),
+                     cordic.i.payload.y.eq(y), cordic.o.ready.eq(1)]
         with m.If(cordic.o.valid):
             p = self.o.payload
             m.d.sync += [self.o.valid.eq(1), p.phase.eq(cordic.o.payload.phase),

@@ -39,6 +39,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..dsp.common import check_int, forward_registers, prefixed, reg_members, sat, wrap_int
+from ..dsp.lock_monitor import LATENCY as MONITOR_LATENCY
 from ..dsp.lock_monitor import LockMonitor, LockMonitorConfig, LockMonitorModel
 from ..dsp.loop_filter import LATENCY as FILTER_LATENCY
 from ..dsp.loop_filter import LoopFilter, LoopFilterConfig, LoopFilterModel
@@ -47,7 +48,7 @@ from ..regs import Access, Reg
 __all__ = ["LoopCore", "LoopCoreModel", "LoopCoreConfig", "LATENCY"]
 
 #: cycles from the input transfer to ``o.valid``.
-LATENCY = FILTER_LATENCY + 4
+LATENCY = FILTER_LATENCY + MONITOR_LATENCY + 6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,8 +158,16 @@ class LoopCore(wiring.Component):
         err = Signal(signed(self.err_width))
         valid = Signal()
         y_last = Signal(signed(ow))
+        t = Signal(signed(ow + 1))
         target = Signal(signed(ow))
+        d = Signal(signed(ow + 2))
+        plus = Signal(signed(ow + 1))
+        minus = Signal(signed(ow + 1))
+        mon_hold = Signal()
+        mon_clear = Signal()
         m.d.comb += flt.clear.eq(self.clear)
+        with m.If(self.clear):
+            m.d.comb += self.clear_out.eq(1)
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += [self.i.ready.eq(1),
@@ -166,35 +175,45 @@ class LoopCore(wiring.Component):
                              mon.i.payload.err.eq(self.i.payload.mon),
                              mon.i.payload.act.eq(y_last)]
                 with m.If(self.i.valid):
-                    m.d.sync += [err.eq(self.i.payload.err), valid.eq(self.i.payload.valid)]
-                    m.next = "MON"
+                    m.d.sync += [err.eq(self.i.payload.err), valid.eq(self.i.payload.valid),
+                                 mon_hold.eq(0), mon_clear.eq(0)]
+                    with m.If(self.i.payload.valid):
+                        m.next = "MON"
+                    with m.Else():
+                        m.next = "PUSH"
             with m.State("MON"):
-                # monitor outputs for this sample are valid now (one cycle after its transfer)
-                mon_clear = valid & mon.clear
+                with m.If(mon.done):
+                    m.d.sync += [mon_hold.eq(mon.hold), mon_clear.eq(mon.clear)]
+                    m.next = "PUSH"
+            with m.State("PUSH"):
                 m.d.comb += [flt.i.valid.eq(1), flt.i.payload.eq(err),
-                             flt.hold.eq(self.hold | mon.hold | ~valid),
-                             flt.clear.eq(self.clear | mon_clear),
-                             self.clear_out.eq(mon_clear)]
+                             flt.hold.eq(self.hold | mon_hold | ~valid),
+                             flt.clear.eq(self.clear | mon_clear)]
+                with m.If(mon_clear):
+                    m.d.comb += self.clear_out.eq(1)
                 with m.If(flt.i.ready):
                     m.next = "FILT"
             with m.State("FILT"):
                 m.d.comb += flt.o.ready.eq(1)
-                t = mon.offset + flt.o.payload.y
                 with m.If(flt.o.valid):
                     m.d.sync += [y_last.eq(flt.o.payload.y),
-                                 target.eq(Mux(flt.wrap, t[:ow].as_signed(), sat(t, ow)))]
-                    m.next = "SLEW"
+                                 t.eq(mon.offset + flt.o.payload.y)]
+                    m.next = "LIMIT"
+            with m.State("LIMIT"):
+                m.d.sync += target.eq(Mux(flt.wrap, t[:ow].as_signed(), sat(t, ow)))
+                m.next = "SLEW"
             with m.State("SLEW"):
-                d = target - self.act
-                s = self.slew
-                lim = Mux(d > s, self.act + s, Mux(d < -s, self.act - s, target))
-                m.d.sync += [self.act.eq(Mux(s == 0, target, lim)), self.o.valid.eq(1)]
+                m.d.sync += [d.eq(target - self.act), plus.eq(self.act + self.slew),
+                             minus.eq(self.act - self.slew)]
+                m.next = "ACT"
+            with m.State("ACT"):
+                s_ = self.slew
+                lim = Mux(d > s_, plus, Mux(d < -s_, minus, target))
+                m.d.sync += [self.act.eq(Mux(s_ == 0, target, lim)), self.o.valid.eq(1)]
                 m.next = "OUT"
             with m.State("OUT"):
                 m.d.comb += self.o.payload.eq(self.act)
                 with m.If(self.o.ready):
                     m.d.sync += self.o.valid.eq(0)
                     m.next = "IDLE"
-        with m.If(self.clear):
-            m.d.comb += self.clear_out.eq(1)
         return m

@@ -80,9 +80,25 @@ class RepRateLock(wiring.Component):
         m.submodules.core = core = self.core
         forward_registers(m, self, "", core)
         wiring.connect(m, wiring.flipped(self.o), core.o)
+        cnt = Signal(self.count_width)
+        diff = Signal(signed(self.count_width + 1))
         err = Signal(signed(ERR_WIDTH))
-        m.d.comb += [err.eq(sat(self.i.payload - self.target, ERR_WIDTH)),
-                     core.i.valid.eq(self.i.valid), self.i.ready.eq(core.i.ready),
-                     core.i.payload.err.eq(err), core.i.payload.mon.eq(err),
+        m.d.comb += [core.i.payload.err.eq(err), core.i.payload.mon.eq(err),
                      core.i.payload.valid.eq(1), self.locked.eq(core.locked)]
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.i.ready.eq(1)
+                with m.If(self.i.valid):
+                    m.d.sync += cnt.eq(self.i.payload)
+                    m.next = "SUB"
+            with m.State("SUB"):
+                m.d.sync += diff.eq(cnt - self.target)
+                m.next = "SAT"
+            with m.State("SAT"):
+                m.d.sync += err.eq(sat(diff, ERR_WIDTH))
+                m.next = "PUSH"
+            with m.State("PUSH"):
+                m.d.comb += core.i.valid.eq(1)
+                with m.If(core.i.ready):
+                    m.next = "IDLE"
         return m

@@ -122,9 +122,9 @@ def rtl_lock_monitor(err, act, cfg, ew, ow):
             ctx.set(getattr(dut, name), getattr(cfg, name))
         for e, a in zip(err, act, strict=True):
             await stream_put(ctx, dut.i, {"err": int(e), "act": int(a)})
-            got.append((ctx.get(dut.state), ctx.get(dut.offset), ctx.get(dut.hold),
-                        ctx.get(dut.clear), ctx.get(dut.loss_count),
-                        ctx.get(dut.sweep_count)))
+            row = await ctx.tick().sample(dut.state, dut.offset, dut.hold, dut.clear,
+                                          dut.loss_count, dut.sweep_count).until(dut.done)
+            got.append(tuple(row))
 
     sim.add_testbench(drive)
     sim.run()
