@@ -374,7 +374,7 @@ class _Checksum:
         self.value = Signal(16, name=f"{name}_csum")
         groups = [Signal(18, name=f"{name}_g{i}") for i in range(3)]
         total = Signal(20, name=f"{name}_sum")
-        for g, sl in zip(groups, (words[0:4], words[4:8], words[8:10])):
+        for g, sl in zip(groups, (words[0:4], words[4:8], words[8:10]), strict=True):
             m.d.sync += g.eq(sum(sl))
         m.d.sync += total.eq(groups[0] + groups[1] + groups[2])
         f1 = total[:16] + total[16:]
@@ -583,6 +583,7 @@ class NetStack(wiring.Component):
         r_total = Signal(16)            # ICMP: IP total length; REG: request payload bytes
         r_l4 = Signal(64)
         start_reply = Signal()
+        start_kind = Signal(range(4))
 
         s_pending = Signal()            # a start/stop command waits for the stream engine
         s_cmd_start = Signal()
@@ -597,7 +598,7 @@ class NetStack(wiring.Component):
                 m.d.sync += bump("busy")
             with m.Else():
                 m.d.sync += stmts
-                m.d.comb += start_reply.eq(1)
+                m.d.comb += [start_reply.eq(1), start_kind.eq(kind)]
 
         with m.If(decide):
             with m.If(last_err == RxError.FCS):
@@ -708,7 +709,7 @@ class NetStack(wiring.Component):
                 with m.If(start_reply):
                     m.d.sync += [locked.eq(1), pos.eq(0), rlen.eq(0), rsp_need.eq(0),
                                  feed_ptr.eq(42), idle_t.eq(0)]
-                    with m.If(r_kind == 2):
+                    with m.If(start_kind == 2):
                         m.next = "PRIME"
                     with m.Else():
                         m.d.sync += r_ip_total.eq(p_total)
