@@ -272,7 +272,8 @@ class SlotClassifier(wiring.Component):
                 Reg("gate1_hi", 24, Access.RW, 0, "Gate 1 end (exclusive); lo >= hi disables."),
                 Reg("window", 24, Access.RW, (1 << 23), "Coincidence window, tagger units."),
                 Reg("flush", 1, Access.W1P, 0, "Emit every open record."),
-                Reg("records", 64, Access.R, 0, "Record FIFO head (RecordWord); word 0 pops."),
+                Reg("records", 64, Access.R, 0,
+                    "Head of the records FIFO (RecordWord); word 0 pops."),
                 Reg("record_level", 16, Access.R, 0, "Records waiting."),
                 Reg("clicks", 32, Access.R, 0, "Clicks classified."),
                 Reg("out_of_gate", 32, Access.R, 0, "Clicks outside both gates.")]

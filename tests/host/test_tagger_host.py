@@ -1,6 +1,7 @@
 """Host side of the tagger: calibration over a device, model relay, CLI, bench smoke."""
 import numpy as np
 from click.testing import CliRunner
+
 from combkey.cli import cli
 from combkey.gateware.timing.tdc import UNITS_PER_CYCLE, DelayLineConfig
 from combkey.sim.detector import DetectorConfig

@@ -1,6 +1,7 @@
 """Detector model: efficiency, dark counts, dead time, jitter, afterpulsing, accounting."""
 import numpy as np
 import pytest
+
 from combkey.sim.detector import DetectorConfig, detect
 
 

@@ -19,6 +19,7 @@ import pytest
 import runner
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, Timer
+
 from combkey.gateware.timing.classifier import (
     RECORD_FIELDS,
     Annotated,
@@ -38,6 +39,7 @@ def classifier_bench(channels, record_depth):
     from amaranth.hdl import Module
     from amaranth.lib import wiring
     from amaranth.lib.wiring import In, Out
+
     from combkey.gateware.timing.classifier import SlotClassifier
 
     class ClassifierBench(wiring.Component):
