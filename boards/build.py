@@ -115,7 +115,7 @@ class BuildJob:
                  f"out dir   {self.out_dir}"]
         if env is not None:
             for var in (*TOOLS, "OPENFPGALOADER"):
-                lines.append(f"{var:<14}{env[var]}")
+                lines.append(f"{var:<15}{env[var]}")
         lines.append("commands:")
         for line in self.script().splitlines():
             if line.startswith('"$'):
