@@ -21,6 +21,11 @@ What is answered
   framing (``6 + 4 * count`` bytes, count in the fourth byte) and sent back in one datagram from
   ``reg_port`` to the sender's port. No complete response within ``reply_timeout`` idle cycles
   (e.g. the bridge dropped a request with a bad CRC): no datagram, ``reg_no_reply`` counts it.
+  A request datagram from the same source port as the previous one whose bridge sequence number
+  (payload byte 1) is 1 to 127 behind the previous one's (modulo 256) is a late, reordered copy
+  of an old request: it is dropped and counted in ``stale`` so that it cannot apply an old write
+  after a newer one. Equal sequence numbers pass (the bridge answers a retried write without
+  applying it again); another source port starts a new window (a new host session).
 * UDP to ``stream_port``: the first payload byte is a command, :data:`STREAM_START` (the sender's
   MAC, IP and port become the destination of the record stream, the stream sequence and its
   counters restart from 0) or :data:`STREAM_STOP`.
@@ -46,7 +51,7 @@ Drop counters (all 32-bit, wrapping; R registers)
 ``bad_ip_checksum``, ``foreign_mac``, ``foreign_ip``, ``wrong_port`` (UDP to another port),
 ``unsupported`` (other EtherType, IP protocol, IP options or fragments, non-request ARP or ICMP),
 ``busy`` (a frame needing a reply while the previous reply is still in progress),
-``reg_no_reply``, ``fifo_dropped``; and the event counters ``rx_frames`` (frames accepted),
+``reg_no_reply``, ``stale``, ``fifo_dropped``; and the event counters ``rx_frames`` (frames accepted),
 ``arp_replies``, ``icmp_replies``, ``reg_replies``, ``stream_datagrams``.
 
 Latency: the decision is taken one cycle after the last byte of a frame; a reply starts four
@@ -81,7 +86,7 @@ STREAM_PORT = 7002
 BROADCAST = (1 << 48) - 1
 
 COUNTERS = ("rx_frames", "bad_fcs", "truncated", "bad_ip_checksum", "foreign_mac", "foreign_ip",
-            "wrong_port", "unsupported", "busy", "reg_no_reply", "fifo_dropped", "arp_replies",
+            "wrong_port", "unsupported", "busy", "reg_no_reply", "stale", "fifo_dropped", "arp_replies",
             "icmp_replies", "reg_replies", "stream_datagrams")
 _COUNTER_DOCS = {
     "rx_frames": "Frames received with a good FCS.",
@@ -94,6 +99,7 @@ _COUNTER_DOCS = {
     "unsupported": "Frames of another EtherType, IP protocol, with IP options or fragments.",
     "busy": "Frames needing a reply dropped while the previous reply was in progress.",
     "reg_no_reply": "Register datagrams after which the bridge sent no complete response.",
+    "stale": "Register datagrams dropped as late copies of older requests (sequence behind).",
     "fifo_dropped": "Records dropped because the stream FIFO was full (since the last start).",
     "arp_replies": "ARP replies sent.",
     "icmp_replies": "ICMP echo replies sent.",
@@ -237,6 +243,7 @@ class NetModel:
         self.subscriber = None           # (mac, ip, port)
         self.seq = 0
         self.first_index = 0
+        self.last_reg = None             # (source port, bridge sequence number)
 
     def _drop(self, name):
         self.counters[name] += 1
@@ -319,6 +326,11 @@ class NetModel:
             return self._drop("wrong_port")
         if busy:
             return self._drop("busy")
+        seq = payload[1] if len(payload) > 1 else 0
+        if self.last_reg is not None and self.last_reg[0] == sport and \
+                1 <= (self.last_reg[1] - seq) % 256 <= 127:
+            return self._drop("stale")
+        self.last_reg = (sport, seq)
         rsp = self.bridge(payload) if self.bridge else b""
         if len(rsp) < 4 or len(rsp) < 6 + 4 * rsp[3]:
             return self._drop("reg_no_reply")
@@ -510,6 +522,10 @@ class NetStack(wiring.Component):
         p_dst_ip = Signal(32)
         p_l4 = Signal(64)          # bytes 34..41: ICMP type/code/csum/.. or UDP header
         p_cmd = Signal(8)
+        p_rseq = Signal(8)
+        last_sport = Signal(16)
+        last_rseq = Signal(8)
+        last_valid = Signal()
         csum_acc = Signal(20)
         csum_hi = Signal(8)
         length = Signal(range(BUFFER_BYTES + 1))
@@ -554,6 +570,7 @@ class NetStack(wiring.Component):
             capture(p_dst_ip, 30, 4)
             capture(p_l4, 34, 8)
             capture(p_cmd, 42, 1)
+            capture(p_rseq, 43, 1)
             with m.If((idx >= 14) & (idx < 34)):
                 with m.If(~idx[0]):
                     m.d.sync += csum_hi.eq(byte)
@@ -652,8 +669,18 @@ class NetStack(wiring.Component):
                 with m.Elif(udp_dport != self.reg_port):
                     m.d.sync += bump("wrong_port")
                 with m.Else():
-                    reply(2)
-                    m.d.sync += r_total.eq(udp_len - 8)
+                    behind = Signal(8)
+                    m.d.comb += behind.eq(last_rseq - Mux(udp_len > 9, p_rseq, 0))
+                    with m.If(frame_locked):
+                        m.d.sync += bump("busy")
+                    with m.Elif(last_valid & (last_sport == udp_sport) & (behind != 0) &
+                                ~behind[7]):
+                        m.d.sync += bump("stale")
+                    with m.Else():
+                        reply(2)
+                        m.d.sync += [r_total.eq(udp_len - 8), last_valid.eq(1),
+                                     last_sport.eq(udp_sport),
+                                     last_rseq.eq(Mux(udp_len > 9, p_rseq, 0))]
 
         # ---------------------------------------------------------------- reply engine
         a_valid = Signal()

@@ -266,3 +266,20 @@ def test_stack_parameter_errors():
     with pytest.raises(ValueError, match="record datagram must hold a 20-byte header"):
         decode_stream_datagram(b"\0" * 5)
     gc.collect()      # the half-built components warn "never used" here, not in a later test
+
+
+def test_late_copy_of_an_old_write_is_dropped_as_stale():
+    items = spaced([
+        (pad(req(encode_request(5, CMD_WRITE, 0, 1, [0xA]))), OK),
+        (pad(req(encode_request(6, CMD_WRITE, 0, 1, [0xB]))), OK),
+        (pad(req(encode_request(5, CMD_WRITE, 0, 1, [0xA]))), OK),       # reordered, late
+        (pad(req(encode_request(7, CMD_READ, 0, 1))), OK),
+        (pad(req(encode_request(1, CMD_READ, 0, 1), sport=HOST_PORT + 1)), OK),  # new session
+    ])
+    got, counters, regmap = run_stack(items, idle=300)
+    expected, model_counters = model_run(items, regmap)
+    assert got == expected
+    assert counters == model_counters
+    assert counters["stale"] == 1
+    assert decode_response(got[2][42:]).words == (0xB,)
+    assert decode_response(got[3][42:]).words == (0xB,)
