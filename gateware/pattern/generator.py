@@ -473,14 +473,20 @@ class PatternGenerator(wiring.Component):
         # Derived limits are registered (one cycle after a register write; the registers are
         # static while running), so no adder sits between the bank and the counters.
         k = L.bit_length() - 1
-        frame_last = Signal(32)
-        nq_last = Signal(32)
-        nr_last = Signal(32)
+        frame_last_m1 = Signal(32)
+        nq_last_m1 = Signal(32)
+        nr_last_m1 = Signal(32)
+        nq_one = Signal()
+        nr_one = Signal()
         has_ref = Signal()
-        m.d.sync += [frame_last.eq((self.frame_len >> k) - 1), nq_last.eq((self.n_q >> k) - 1),
-                     nr_last.eq((self.n_r >> k) - 1), has_ref.eq(self.n_r != 0)]
+        m.d.sync += [frame_last_m1.eq((self.frame_len >> k) - 2),
+                     nq_last_m1.eq((self.n_q >> k) - 2), nr_last_m1.eq((self.n_r >> k) - 2),
+                     nq_one.eq((self.n_q >> k) == 1), nr_one.eq((self.n_r >> k) == 1),
+                     has_ref.eq(self.n_r != 0)]
         t_clk = Signal(32)          # clock within frame
+        at_last = Signal()          # t_clk is the last clock of the frame
         blk = Signal(32)            # clock within the current quantum or reference block
+        blk_end = Signal()          # blk is the last clock of its block
         is_ref = Signal()           # the current block is a reference block
         rph = Signal(max(mb, 1))    # reference phase of lane 0 of this clock
         frame = Signal(IV_FRAME_BITS)
@@ -497,29 +503,30 @@ class PatternGenerator(wiring.Component):
         with m.If(start):
             m.d.sync += [
                 fr[0].eq(self.frame0), fr[1].eq(self.frame0 + 1), pend.eq(0b11), sel.eq(0),
-                t_clk.eq(0), blk.eq(0), is_ref.eq(0), rph.eq(self.ref_phase[:8]),
-                frame.eq(self.frame0),
+                t_clk.eq(0), at_last.eq(0), blk.eq(0), blk_end.eq(nq_one), is_ref.eq(0),
+                rph.eq(self.ref_phase[:8]), frame.eq(self.frame0),
             ]
         with m.Elif(go):
-            with m.If(t_clk == frame_last):
-                m.d.sync += [t_clk.eq(0), blk.eq(0), is_ref.eq(0), rph.eq(self.ref_phase[:8]),
-                             frame.eq(frame + 1)]
+            with m.If(at_last):
+                m.d.sync += [t_clk.eq(0), at_last.eq(0), blk.eq(0), blk_end.eq(nq_one),
+                             is_ref.eq(0), rph.eq(self.ref_phase[:8]), frame.eq(frame + 1)]
                 with m.If(~qrng):
                     m.d.sync += sel.eq(~sel)
                     for s in range(2):
                         with m.If(sel == s):
                             m.d.sync += [fr[s].eq(fr[s] + 2), pend[s].eq(1)]
             with m.Else():
-                m.d.sync += t_clk.eq(t_clk + 1)
-                with m.If(is_ref):
-                    with m.If(blk == nr_last):
-                        m.d.sync += [blk.eq(0), is_ref.eq(0), rph.eq(self.ref_phase[:8])]
-                    with m.Else():
-                        m.d.sync += [blk.eq(blk + 1), rph.eq(rph + L * step)]
-                with m.Elif(has_ref & (blk == nq_last)):
-                    m.d.sync += [blk.eq(0), is_ref.eq(1)]
+                m.d.sync += [t_clk.eq(t_clk + 1), at_last.eq(t_clk == frame_last_m1)]
+                with m.If(blk_end & has_ref):
+                    m.d.sync += [blk.eq(0), is_ref.eq(~is_ref),
+                                 blk_end.eq(Mux(is_ref, nq_one, nr_one))]
+                    with m.If(is_ref):
+                        m.d.sync += rph.eq(self.ref_phase[:8])
                 with m.Else():
-                    m.d.sync += blk.eq(blk + 1)
+                    m.d.sync += [blk.eq(blk + 1),
+                                 blk_end.eq(Mux(is_ref, blk == nr_last_m1, blk == nq_last_m1))]
+                    with m.If(is_ref):
+                        m.d.sync += rph.eq(rph + L * step)
         m.d.comb += [self.frame.eq(frame), self.frame_pos.eq(t_clk << k),
                      self.status.eq(Cat(run, keyed))]
 

@@ -252,15 +252,17 @@ class Trivium(wiring.Component):
         hold = Signal(w)
         r = INIT_STEPS % w
         count = Signal(range(self.init_cycles + 1))
+        busy = Signal()       # initialising (count != 0), kept as a flag for timing
         ready = Signal()
         advance = Signal()
-        m.d.comb += advance.eq((count != 0) | (ready & self.en))
+        m.d.comb += advance.eq(busy | (ready & self.en))
         with m.If(self.load):
             m.d.sync += [
                 a.eq(Cat(self.key, Const(0, _LA - 80))),
                 b.eq(Cat(self.iv, Const(0, _LB - 80))),
                 c.eq(Const(0b111 << 108, _LC)),
                 count.eq(self.init_cycles),
+                busy.eq(1),
                 ready.eq(0),
             ]
         with m.Elif(advance):
@@ -270,10 +272,10 @@ class Trivium(wiring.Component):
                 c.eq(shifted(c, nc, _LC)),
                 hold.eq(zraw),
             ]
-            with m.If(count != 0):
+            with m.If(busy):
                 m.d.sync += count.eq(count - 1)
                 with m.If(count == 1):
-                    m.d.sync += ready.eq(1)
+                    m.d.sync += [ready.eq(1), busy.eq(0)]
         m.d.comb += self.ready.eq(ready)
         if r:
             m.d.comb += self.z.eq(Cat(hold[r:], zraw[:r]))
