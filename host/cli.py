@@ -15,6 +15,7 @@ COMMANDS = {
     "keyrate": "combkey.keyrate.cli:keyrate",
     "version": "combkey.cli_core:version",
     "bench": "combkey.bench:bench",
+    "stream": "combkey.udp:stream",
     "regmap": "combkey.cli_core:regmap",
     "regs": "combkey.cli_core:regs",
     "demo": "combkey.cli_core:demo",
