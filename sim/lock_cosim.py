@@ -22,14 +22,14 @@ for phase, ``qber_x_added`` = mean of ``sin^2(delta / 2)`` over the quantum fram
 import dataclasses
 
 import numpy as np
-from combkey.gateware.dsp.lock_monitor import LockMonitorConfig
-from combkey.gateware.dsp.loop_filter import LoopFilterConfig, pi2_coefficients, pid_coefficients
-from combkey.gateware.dsp.ref_phase import events_from_counts
-from combkey.gateware.loops.core import LoopCoreConfig
-from combkey.gateware.loops.opll import OPLL, OPLLModel
-from combkey.gateware.loops.phase_compensator import PhaseCompensator, PhaseCompensatorModel
-from combkey.gateware.loops.reprate import RepRateLock, RepRateLockModel
 
+from ..gateware.dsp.lock_monitor import LockMonitorConfig
+from ..gateware.dsp.loop_filter import LoopFilterConfig, pi2_coefficients, pid_coefficients
+from ..gateware.dsp.ref_phase import events_from_counts
+from ..gateware.loops.core import LoopCoreConfig
+from ..gateware.loops.opll import OPLL, OPLLModel
+from ..gateware.loops.phase_compensator import PhaseCompensator, PhaseCompensatorModel
+from ..gateware.loops.reprate import RepRateLock, RepRateLockModel
 from .plants import (
     FibrePhaseParams,
     FibrePhasePlant,
@@ -196,7 +196,7 @@ def run_gateware(setup, n_updates, *, seed=0):
 
     Returns the trace dict of :func:`run_model` plus ``cycles`` (simulated clock cycles).
     """
-    from combkey.gateware.stream import make_simulator, stream_get, stream_put
+    from ..gateware.stream import make_simulator, stream_get, stream_put
 
     loop = setup.loop
     plant = _plant(setup, seed)

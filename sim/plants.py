@@ -176,7 +176,7 @@ class MicroringPlant:
         beat = p.f_beat_if - rep_err          # dOmega_r = Omega_RF - Omega_rep, offset to IF
         old = self.theta
         self.theta += beat * dt
-        from combkey.gateware.dsp.freq_counter import counts_from_phase
+        from ..gateware.dsp.freq_counter import counts_from_phase
         count = int(counts_from_phase([old, self.theta])[0])
         self.theta -= math.floor(old)        # keep the phase small (counts are differences)
         self.t += dt

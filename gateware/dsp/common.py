@@ -6,13 +6,55 @@ inside it as its own flat members, following ``connect_registers`` in :mod:`..re
 """
 import dataclasses
 
-from amaranth.hdl import Mux, signed
+from amaranth.hdl import ClockSignal, Instance, Mux, Signal, signed
 from amaranth.lib.wiring import In, Out
 
 from ..regs import Access
 
-__all__ = ["sat", "sat_int", "wrap_int", "reg_members", "prefixed", "forward_registers",
-           "check_int"]
+__all__ = ["mult18", "MULT_LATENCY", "sat", "sat_int", "wrap_int", "reg_members", "prefixed",
+           "forward_registers", "check_int"]
+
+
+#: cycles from the operands to the product of :func:`mult18`.
+MULT_LATENCY = 2
+
+
+def mult18(m, a, b, *, primitive, name):
+    """Return the signed 18x18 product ``a * b`` of two cycles ago (operand and product
+    registers).
+
+    With ``primitive`` the product is an ECP5 ``MULT18X18D`` instance with its input A/B and
+    output registers enabled (Lattice FPGA-TN-02205, "ECP5 and ECP5-5G sysDSP Usage Guide"), so
+    the multiplier's combinational delay sits between its own registers: yosys does not pack
+    fabric registers into the DSP by itself. Without it (simulation) the same two-register
+    pipeline is described behaviourally. Operands are sign-extended to 18 bits.
+    """
+    p = Signal(signed(36), name=f"{name}_p")
+    a18 = Signal(signed(18), name=f"{name}_a")
+    b18 = Signal(signed(18), name=f"{name}_b")
+    m.d.comb += [a18.eq(a), b18.eq(b)]
+    if primitive:
+        params = dict(
+            p_REG_INPUTA_CLK="CLK0", p_REG_INPUTA_CE="CE0", p_REG_INPUTA_RST="RST0",
+            p_REG_INPUTB_CLK="CLK0", p_REG_INPUTB_CE="CE0", p_REG_INPUTB_RST="RST0",
+            p_REG_INPUTC_CLK="NONE", p_REG_PIPELINE_CLK="NONE",
+            p_REG_OUTPUT_CLK="CLK0", p_REG_OUTPUT_CE="CE0", p_REG_OUTPUT_RST="RST0",
+            p_CLK0_DIV="ENABLED", p_GSR="DISABLED", p_RESETMODE="SYNC",
+            p_MULT_BYPASS="DISABLED", p_SOURCEB_MODE="B_SHIFT",
+            i_CLK0=ClockSignal(), i_CE0=1, i_RST0=0,
+            i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0)
+        for i in range(18):
+            params[f"i_A{i}"] = a18[i]
+            params[f"i_B{i}"] = b18[i]
+            params[f"i_C{i}"] = 0
+        for i in range(36):
+            params[f"o_P{i}"] = p[i]
+        m.submodules[name] = Instance("MULT18X18D", **params)
+    else:
+        ar = Signal(signed(18), name=f"{name}_ar")
+        br = Signal(signed(18), name=f"{name}_br")
+        m.d.sync += [ar.eq(a18), br.eq(b18), p.eq(ar * br)]
+    return p
 
 
 def sat(value, width):

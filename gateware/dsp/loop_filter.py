@@ -41,7 +41,7 @@ accepted sample (a ``clear`` pulse is remembered until then).
 Timing: one sample in flight. ``i.ready`` is high when idle; the result is on ``o`` :data:`LATENCY`
 cycles after the input transfer, and ``i.ready`` returns the cycle after ``o`` is taken. Each
 multiplier is an 18x18 product with registered operands and a registered result (MULT18X18D);
-every adder, the saturation and the clamp compare have their own pipeline stage (8 stages),
+every adder, the saturation and the clamp compare have their own pipeline stage (9 stages),
 so that the block closes above 150 MHz on the ECP5 (see ``combkey bench loops``).
 """
 import dataclasses
@@ -52,14 +52,14 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..regs import Access, Reg
-from .common import check_int, reg_members, sat, sat_int, wrap_int
+from .common import check_int, mult18, reg_members, sat, sat_int, wrap_int
 
 __all__ = ["LoopFilter", "LoopFilterConfig", "LoopFilterModel", "loop_filter_model",
            "pid_coefficients", "pi2_coefficients", "COEF_WIDTH", "LATENCY"]
 
 COEF_WIDTH = 18
 #: cycles from the input transfer to ``o.valid``.
-LATENCY = 8
+LATENCY = 9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,6 +199,9 @@ class LoopFilter(wiring.Component):
         Output width, 2..32 bits.
     coef_frac : int
         Fractional bits ``F`` of ``b0..b2``, 0..24.
+    dsp_primitive : bool
+        Instantiate ``MULT18X18D`` (synthesis) instead of behavioural products (simulation);
+        the timing is the same.
 
     Members
     -------
@@ -210,9 +213,10 @@ class LoopFilter(wiring.Component):
         One per entry of :meth:`registers`.
     """
 
-    def __init__(self, *, in_width=18, out_width=18, coef_frac=16):
+    def __init__(self, *, in_width=18, out_width=18, coef_frac=16, dsp_primitive=False):
         _check_widths(in_width, out_width, coef_frac)
         self.in_width, self.out_width, self.frac = in_width, out_width, coef_frac
+        self.dsp_primitive = dsp_primitive
         self.latency = LATENCY
         self.out_layout = data.StructLayout({"y": signed(out_width), "saturated": 1})
         members = {
@@ -266,10 +270,7 @@ class LoopFilter(wiring.Component):
         mb0 = Signal(signed(COEF_WIDTH))
         mb1 = Signal(signed(COEF_WIDTH))
         mb2 = Signal(signed(COEF_WIDTH))
-        pw = iw + COEF_WIDTH
-        p0 = Signal(signed(pw))
-        p1 = Signal(signed(pw))
-        p2 = Signal(signed(pw))
+        pw = 36
         s = Signal(signed(pw + 2))
         fbr = Signal(signed(sw + 5))
         tw = max(pw + 2, sw + 5) + 1
@@ -297,43 +298,49 @@ class LoopFilter(wiring.Component):
                          mb0.eq(self.b0), mb1.eq(self.b1), mb2.eq(self.b2)]
             with m.If(clr_r):
                 m.d.sync += [e1.eq(0), e2.eq(0), y1.eq(0), y2.eq(0)]
-        # Stage 3: products (MULT18X18D); -a*y = 4*a[2]*y - (a[0]*y + 2*a[1]*y), in parts.
+        # Stages 3-4: products in MULT18X18D (operand and product registers) from the stable
+        # stage-2 registers; meanwhile -a*y = 4*a[2]*y - (a[0]*y + 2*a[1]*y), in parts.
+        prim = self.dsp_primitive
+        p0 = mult18(m, me0, mb0, primitive=prim, name="mul0")
+        p1 = mult18(m, me1, mb1, primitive=prim, name="mul1")
+        p2 = mult18(m, me2, mb2, primitive=prim, name="mul2")
         ga1 = Signal(signed(sw + 2))
         gb1 = Signal(signed(sw + 3))
         ga2 = Signal(signed(sw + 2))
         gb2 = Signal(signed(sw + 3))
         with m.If(busy[2]):
-            m.d.sync += [p0.eq(mb0 * me0), p1.eq(mb1 * me1), p2.eq(mb2 * me2),
-                         ga1.eq(Mux(self.a1[0], y1, 0) + Mux(self.a1[1], y1 << 1, 0)),
+            m.d.sync += [ga1.eq(Mux(self.a1[0], y1, 0) + Mux(self.a1[1], y1 << 1, 0)),
                          gb1.eq(Mux(self.a1[2], y1 << 2, 0)),
                          ga2.eq(Mux(self.a2[0], y2, 0) + Mux(self.a2[1], y2 << 1, 0)),
                          gb2.eq(Mux(self.a2[2], y2 << 2, 0))]
-        # Stage 4: partial sums.
-        s01 = Signal(signed(pw + 1))
-        p2r = Signal(signed(pw))
         u1 = Signal(signed(sw + 4))
         u2 = Signal(signed(sw + 4))
         with m.If(busy[3]):
-            m.d.sync += [s01.eq(p0 + p1), p2r.eq(p2), u1.eq(gb1 - ga1), u2.eq(gb2 - ga2),
+            m.d.sync += [u1.eq(gb1 - ga1), u2.eq(gb2 - ga2),
                          hi.eq((self.out_max << F) + ((1 << F) - 1)),
                          lo.eq(self.out_min << F)]
-        # Stage 5: numerator sum and feedback sum.
+        # Stage 5: products available; partial sums.
+        s01 = Signal(signed(pw + 1))
+        p2r = Signal(signed(pw))
         with m.If(busy[4]):
-            m.d.sync += [s.eq(s01 + p2r), fbr.eq(u1 + u2)]
-        # Stage 6: total.
+            m.d.sync += [s01.eq(p0 + p1), p2r.eq(p2), fbr.eq(u1 + u2)]
+        # Stage 6: numerator sum.
         with m.If(busy[5]):
-            m.d.sync += t.eq(s + fbr)
-        # Stage 7: limit compares.
+            m.d.sync += s.eq(s01 + p2r)
+        # Stage 7: total.
         with m.If(busy[6]):
+            m.d.sync += t.eq(s + fbr)
+        # Stage 8: limit compares.
+        with m.If(busy[7]):
             m.d.sync += [over.eq(t > hi), under.eq(t < lo)]
-        # Stage 8: clamp or wrap, state update, output.
+        # Stage 9: clamp or wrap, state update, output.
         y = Signal(signed(sw))
         m.d.comb += y.eq(Mux(self.wrap, t[:sw].as_signed(),
                              Mux(over, hi, Mux(under, lo, t))))
         clamped = ~self.wrap & (over | under)
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
-        with m.If(busy[7]):
+        with m.If(busy[8]):
             m.d.sync += self.o.valid.eq(1)
             with m.If(hold_r):
                 m.d.sync += [self.o.payload.y.eq(y1 >> F), self.o.payload.saturated.eq(0)]

@@ -29,7 +29,7 @@ Registers: ``ftw`` (RW 32), ``clear_turns`` (W1P 1), ``turn_overflows`` (R 32), 
 (R 32: outputs overwritten because ``o`` was not ready).
 
 Timing: ``i.ready`` is always 1 (one ADC sample per cycle at most); one output every ``R`` input
-samples, ``6 + cordic.latency`` cycles after the last sample of its block.
+samples, ``7 + cordic.latency`` cycles after the last sample of its block.
 """
 import numpy as np
 from amaranth.hdl import Module, Signal, signed
@@ -38,7 +38,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..regs import Access, Reg
-from .common import check_int, reg_members, sat
+from .common import check_int, mult18, reg_members, sat
 from .cordic import Cordic, cordic_model
 
 __all__ = ["PhaseDetector", "PhaseDetectorModel", "COS_TABLE", "TABLE_BITS", "PHASE_FRAC"]
@@ -142,6 +142,8 @@ class PhaseDetector(wiring.Component):
         Decimation ``R = 2**decim_log2``, 0..16.
     turn_bits : int
         Whole-turn bits of the unwrapped phase, 1..16.
+    dsp_primitive : bool
+        Mixer products in ``MULT18X18D`` instances (synthesis) rather than behavioural.
 
     Members
     -------
@@ -150,9 +152,10 @@ class PhaseDetector(wiring.Component):
     ftw, clear_turns, turn_overflows, overruns : register members (see :meth:`registers`).
     """
 
-    def __init__(self, *, adc_width=14, decim_log2=5, turn_bits=12):
+    def __init__(self, *, adc_width=14, decim_log2=5, turn_bits=12, dsp_primitive=False):
         _check(adc_width, decim_log2, turn_bits)
         self.adc_width, self.decim_log2, self.turn_bits = adc_width, decim_log2, turn_bits
+        self.dsp_primitive = dsp_primitive
         self.out_layout = data.StructLayout({"phase": signed(PHASE_FRAC + turn_bits),
                                              "mag": adc_width + 2})
         members = {"i": In(stream.Signature(signed(adc_width))),
@@ -189,14 +192,14 @@ class PhaseDetector(wiring.Component):
         xd = Signal(signed(aw))
         v1 = Signal()
         v2 = Signal()
-        m.d.sync += [v1.eq(take), v2.eq(v1)]
+        v3 = Signal()
+        m.d.sync += [v1.eq(take), v2.eq(v1), v3.eq(v2)]
         with m.If(take):
             m.d.sync += [nco.eq(nco + self.ftw), xd.eq(self.i.payload)]
-        pw = aw + 18
-        pi = Signal(signed(pw))
-        pq = Signal(signed(pw))
-        with m.If(v1):
-            m.d.sync += [pi.eq(xd * rc.data), pq.eq(xd * rs.data)]
+        # products two cycles after the table read (MULT18X18D operand + product registers)
+        pw = 36
+        pi = mult18(m, xd, rc.data, primitive=self.dsp_primitive, name="mix_i")
+        pq = mult18(m, xd, rs.data, primitive=self.dsp_primitive, name="mix_q")
         aw_acc = pw + r_log2 + 1
         acc_i = Signal(signed(aw_acc))
         acc_q = Signal(signed(aw_acc))
@@ -205,7 +208,7 @@ class PhaseDetector(wiring.Component):
         si = Signal(signed(aw_acc))
         sq = Signal(signed(aw_acc))
         m.d.sync += dump.eq(0)
-        with m.If(v2):
+        with m.If(v3):
             last = (cnt == (1 << r_log2) - 1) if r_log2 else 1
             with m.If(last):
                 m.d.sync += [si.eq(acc_i + pi), sq.eq(acc_q - pq), acc_i.eq(0), acc_q.eq(0),

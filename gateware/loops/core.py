@@ -119,13 +119,17 @@ class LoopCore(wiring.Component):
         Actuator word width (2..32).
     coef_frac : int
         Fractional bits of the filter's numerator coefficients.
+    dsp_primitive : bool
+        Use ``MULT18X18D`` instances (synthesis); see :func:`..dsp.common.mult18`.
     """
 
-    def __init__(self, *, err_width=18, mon_width=18, out_width=18, coef_frac=16):
+    def __init__(self, *, err_width=18, mon_width=18, out_width=18, coef_frac=16,
+                 dsp_primitive=False):
         check_int("err_width", err_width, 2, 18)
         self.err_width, self.mon_width, self.out_width = err_width, mon_width, out_width
         self.coef_frac = coef_frac
-        self.filter = LoopFilter(in_width=err_width, out_width=out_width, coef_frac=coef_frac)
+        self.filter = LoopFilter(in_width=err_width, out_width=out_width, coef_frac=coef_frac,
+                                 dsp_primitive=dsp_primitive)
         self.monitor = LockMonitor(err_width=mon_width, out_width=out_width)
         self.latency = LATENCY
         self.in_layout = data.StructLayout({"err": signed(err_width), "mon": signed(mon_width),

@@ -75,19 +75,19 @@ class OPLL(wiring.Component):
         As :class:`PhaseDetector` (``decim_log2 >= 4``).
     err_shift : int
         Right shift of the unwrapped phase (16 fractional bits) into the 18-bit filter input.
-    out_width, coef_frac : int
+    out_width, coef_frac, dsp_primitive
         As :class:`LoopCore`.
     """
 
     def __init__(self, *, adc_width=14, decim_log2=5, turn_bits=12, err_shift=4, out_width=16,
-                 coef_frac=16):
+                 coef_frac=16, dsp_primitive=False):
         check_int("decim_log2", decim_log2, 4, 16)
         check_int("err_shift", err_shift, 0, 31)
         self.err_shift = err_shift
         self.pd = PhaseDetector(adc_width=adc_width, decim_log2=decim_log2,
-                                turn_bits=turn_bits)
+                                turn_bits=turn_bits, dsp_primitive=dsp_primitive)
         self.core = LoopCore(err_width=18, mon_width=MON_WIDTH, out_width=out_width,
-                             coef_frac=coef_frac)
+                             coef_frac=coef_frac, dsp_primitive=dsp_primitive)
         members = {"i": In(stream.Signature(signed(adc_width))),
                    "o": Out(stream.Signature(signed(out_width))),
                    "locked": Out(1)}

@@ -65,14 +65,14 @@ class PhaseCompensator(wiring.Component):
     ----------
     count_width : int
         Click counter width of the estimator.
-    out_width, coef_frac : int
+    out_width, coef_frac, dsp_primitive
         As :class:`LoopCore`.
     """
 
-    def __init__(self, *, count_width=16, out_width=16, coef_frac=16):
+    def __init__(self, *, count_width=16, out_width=16, coef_frac=16, dsp_primitive=False):
         self.estimator = RefPhaseEstimator(count_width=count_width)
         self.core = LoopCore(err_width=PHASE_BITS, mon_width=PHASE_BITS, out_width=out_width,
-                             coef_frac=coef_frac)
+                             coef_frac=coef_frac, dsp_primitive=dsp_primitive)
         self.est_layout = ref_estimate_layout(count_width)
         members = {"i": In(stream.Signature(RefEvent)),
                    "o": Out(stream.Signature(signed(out_width))),

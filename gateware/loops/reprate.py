@@ -56,15 +56,15 @@ class RepRateLock(wiring.Component):
     ----------
     count_width : int
         Width of the gate counts, 2..32.
-    out_width, coef_frac : int
+    out_width, coef_frac, dsp_primitive
         As :class:`LoopCore`.
     """
 
-    def __init__(self, *, count_width=24, out_width=16, coef_frac=12):
+    def __init__(self, *, count_width=24, out_width=16, coef_frac=12, dsp_primitive=False):
         check_int("count_width", count_width, 2, 32)
         self.count_width = count_width
         self.core = LoopCore(err_width=ERR_WIDTH, mon_width=ERR_WIDTH, out_width=out_width,
-                             coef_frac=coef_frac)
+                             coef_frac=coef_frac, dsp_primitive=dsp_primitive)
         members = {"i": In(stream.Signature(count_width)),
                    "o": Out(stream.Signature(signed(out_width))),
                    "locked": Out(1)}

@@ -3,6 +3,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+
 from combkey.gateware.dsp.freq_counter import FreqCounter, counts_from_phase, freq_counter_model
 from combkey.gateware.dsp.lock_monitor import (
     LockMonitor,

@@ -3,6 +3,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+
 from combkey.gateware.dsp.loop_filter import (
     LoopFilter,
     LoopFilterConfig,

@@ -3,6 +3,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+
 from combkey.gateware.dsp.lock_monitor import LockMonitorConfig
 from combkey.gateware.dsp.loop_filter import LoopFilterConfig, pid_coefficients
 from combkey.gateware.loops.core import LoopCore, LoopCoreConfig, LoopCoreModel

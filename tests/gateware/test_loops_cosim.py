@@ -2,6 +2,7 @@
 initial offset, holds it, and equals the numpy-model co-simulation bit for bit."""
 import numpy as np
 import pytest
+
 from combkey.sim.lock_cosim import default_setup, lock_metrics, run_gateware, run_model
 
 # (loop, updates in pysim, plant overrides = the stated initial offset)

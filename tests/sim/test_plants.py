@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+
 from combkey.gateware.dsp.phase_detector import PhaseDetectorModel
 from combkey.sim.plants import (
     FibrePhaseParams,
