@@ -31,6 +31,9 @@ tx : Out(stream.Signature(8))
     Response bytes from the bridge.
 heartbeat : Out(1)
     Toggles at about 1 Hz (for an LED).
+link_framing_errors, link_overruns : In(16)
+    Error counters of the physical link around the node (the UART's framing errors and bytes
+    dropped on overrun), mapped to the registers ``link.framing_errors`` and ``link.overruns``.
 """
 import os
 import subprocess
@@ -71,6 +74,14 @@ IDENTITY_REGS = [
 ]
 
 
+LINK_REGS = [
+    Reg("framing_errors", 16, Access.R, doc="Bytes the link's receiver dropped for a bad stop "
+        "bit (saturating)."),
+    Reg("overruns", 16, Access.R, doc="Bytes the link dropped because the bridge was busy "
+        "(saturating)."),
+]
+
+
 class Node(wiring.Component):
     """Base of the node tops: bridge + bank + identity + the blocks of a subclass.
 
@@ -97,11 +108,13 @@ class Node(wiring.Component):
         self.clk_hz = clk_hz
         self.timeout_cycles = timeout_cycles or max(16, clk_hz // 500)
         self._blocks = list(self.blocks())
-        self.regmap = RegisterMap([("", IDENTITY_REGS), ("bridge", RegBridge.registers())] +
+        self.regmap = RegisterMap([("", IDENTITY_REGS), ("bridge", RegBridge.registers()),
+                                   ("link", LINK_REGS)] +
                                   [(prefix, block.registers()) for prefix, block in self._blocks])
         self.version = gateware_version()
         super().__init__({"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8)),
-                          "heartbeat": Out(1), **self.extra_members()})
+                          "heartbeat": Out(1), "link_framing_errors": In(16),
+                          "link_overruns": In(16), **self.extra_members()})
 
     def blocks(self):
         """Return ``[(prefix, block)]``: the components whose registers the node maps."""
@@ -133,6 +146,8 @@ class Node(wiring.Component):
             bank.reg("clk_hz").data.eq(self.clk_hz),
             bank.reg("uptime").data.eq(uptime),
         ]
+        m.d.comb += [bank.reg("link.framing_errors").data.eq(self.link_framing_errors),
+                     bank.reg("link.overruns").data.eq(self.link_overruns)]
         for name in RegBridge.COUNTERS:
             m.d.comb += bank.reg(f"bridge.{name}").data.eq(getattr(bridge, name))
 

@@ -340,6 +340,12 @@ class UARTLink(wiring.Component):
             self.framing_errors.eq(rx.framing_errors),
             self.overruns.eq(rx.overruns),
         ]
+        # Nodes map the link's error counters into their registers (link.*).
+        members = node.signature.members
+        if "link_framing_errors" in members:
+            m.d.comb += node.link_framing_errors.eq(rx.framing_errors)
+        if "link_overruns" in members:
+            m.d.comb += node.link_overruns.eq(rx.overruns)
         if self.rx_fifo_depth:
             m.submodules.rx_fifo = buf = fifo.SyncFIFOBuffered(width=8,
                                                                depth=self.rx_fifo_depth)
