@@ -379,7 +379,6 @@ def bench_link(quick=False):
         "host_wall_ms_per_access": 1e3 * wall / (2 * n),
         "sim_cycles_per_access": cycles,
         "gateware_time_us_per_access_at_100MHz": cycles / 100.0,
-        "uart_115200_ms_per_read_estimate": 1e3 * (8 + 10) * 10 / 115200,
         "dump_registers": len(dump),
         "dump_wall_ms": 1e3 * dump_wall,
     }
