@@ -21,6 +21,7 @@ BENCHES = {
     "keyrate": "combkey.keyrate.bench:run",
     "boards": "combkey.boards.bench:run",
     "tagger": "combkey.tagger:run",
+    "loops": "combkey.loops:run",
 }
 
 

@@ -23,6 +23,7 @@ COMMANDS = {
     "bitstream": "combkey.boards.cli:bitstream",
     "flash": "combkey.boards.cli:flash",
     "tagger": "combkey.tagger:tagger",
+    "sim": "combkey.loops:sim",
 }
 
 

@@ -332,7 +332,9 @@ class LoopFilter(wiring.Component):
             m.d.sync += t.eq(s + fbr)
         # Stage 8: limit compares.
         with m.If(busy[7]):
-            m.d.sync += [over.eq(t > hi), under.eq(t < lo)]
+            # t > hi  <=>  t >> F > out_max (hi has all F low bits set); t < lo likewise:
+            # compare only the integer part, a short carry chain
+            m.d.sync += [over.eq((t >> F) > self.out_max), under.eq((t >> F) < self.out_min)]
         # Stage 9: clamp or wrap, state update, output.
         y = Signal(signed(sw))
         m.d.comb += y.eq(Mux(self.wrap, t[:sw].as_signed(),
