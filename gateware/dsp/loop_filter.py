@@ -331,10 +331,15 @@ class LoopFilter(wiring.Component):
         with m.If(busy[6]):
             m.d.sync += t.eq(s + fbr)
         # Stage 8: limit compares.
-        with m.If(busy[7]):
-            # t > hi  <=>  t >> F > out_max (hi has all F low bits set); t < lo likewise:
-            # compare only the integer part, a short carry chain
-            m.d.sync += [over.eq((t >> F) > self.out_max), under.eq((t >> F) < self.out_min)]
+        # t > hi  <=>  t >> F > out_max (hi has all F low bits set), t < lo likewise: compare
+        # only the integer part, as the sign of one subtraction each (a bare carry chain),
+        # every cycle (t is stable in stage 8).
+        th = Signal(signed(tw - F))
+        omax = Signal(signed(ow))
+        omin = Signal(signed(ow))
+        m.d.comb += th.eq(t >> F)
+        m.d.sync += [omax.eq(self.out_max), omin.eq(self.out_min),
+                     over.eq((omax - th)[-1]), under.eq((th - omin)[-1])]
         # Stage 9: clamp or wrap, state update, output.
         y = Signal(signed(sw))
         m.d.comb += y.eq(Mux(self.wrap, t[:sw].as_signed(),
