@@ -33,6 +33,7 @@ import math
 
 import numba
 import numpy as np
+
 from combkey.gateware.pattern.generator import (
     CLASS_NAMES,
     SLOT_DTYPE,
@@ -270,34 +271,6 @@ def _extract(words, t, S):
 
 
 @numba.njit(cache=True)
-def _raw_range(klo, khi, tag_lo, tag_hi, F, L, S, first, count, raw):
-    """Raw words of slots ``first .. first+count-1`` into ``raw``."""
-    last = first + count - 1
-    k0 = first // F
-    k1 = last // F
-    nmax = (F // L) * S // 64 + 2
-    words = np.empty(nmax, dtype=np.uint64)
-    for k in range(k0, k1 + 1):
-        lo_s = max(first, k * F)
-        hi_s = min(last, k * F + F - 1)
-        for j in range(L):
-            # slots of lane j in [lo_s, hi_s]
-            o_lo = lo_s - k * F
-            o_hi = hi_s - k * F
-            t_lo = (o_lo - j + L - 1) // L if o_lo > j else 0
-            t_hi = (o_hi - j) // L if o_hi >= j else -1
-            if t_hi < t_lo:
-                continue
-            nw = (t_hi + 1) * S // 64 + 2
-            vlo = _U(k & ((1 << 48) - 1)) | (_U(j) << _U(48)) | (tag_lo << _U(52))
-            vhi = tag_hi
-            _keystream(klo, khi, vlo, vhi, words[:nw])
-            for t in range(t_lo, t_hi + 1):
-                s = k * F + t * L + j
-                raw[s - first] = _extract(words, t, S)
-
-
-@numba.njit(cache=True)
 def _raw_sorted(klo, khi, tag_lo, tag_hi, F, L, S, slots, order, raw):
     """Raw words of arbitrary slots; ``order`` sorts them by (frame, lane, step)."""
     n = order.shape[0]
@@ -326,53 +299,86 @@ def _raw_sorted(klo, khi, tag_lo, tag_hi, F, L, S, slots, order, raw):
         i = e + 1
 
 
+@numba.njit(inline="always")
+def _map_one(i, w, slot, R, m, mdi, t0, t1, t2, t3, F, n_q, n_r, rp0, rstep, im_lut, pm_lut,
+             cls_o, basis_o, bit_o, ph_o, im_o, pm_o):
+    mask = _U((1 << R) - 1)
+    pmask = (1 << m) - 1
+    u1 = np.int64(w & mask)
+    u2 = np.int64((w >> _U(R)) & mask)
+    rbit = np.int64((w >> _U(2 * R)) & _U(1))
+    ph = np.int64((w >> _U(2 * R + 1)) & _U(pmask))
+    if mdi:
+        if u1 < t0:
+            c = 0
+        elif u1 < t1:
+            c = 1
+        elif u1 < t2:
+            c = 2
+        else:
+            c = 3
+        bit = rbit
+        basis = 1 if c >= 1 else 0
+    else:
+        if u1 < t0:
+            c = 1 if u2 < t1 else 0
+        elif u2 < t2:
+            c = 2
+        elif u2 < t3:
+            c = 3
+        else:
+            c = 4
+        bit = 1 if c == 1 else 0
+        basis = 1 if c >= 2 else 0
+    if n_r > 0:
+        pos = np.int64((slot % _U(F)) % _U(n_q + n_r))
+        if pos >= n_q:
+            c = 5
+            basis = 1
+            bit = 0
+            ph = (rp0 + (pos - n_q) * rstep) & pmask
+    cls_o[i] = c
+    basis_o[i] = basis
+    bit_o[i] = bit
+    ph_o[i] = ph
+    im_o[i] = im_lut[(c << 1) | bit]
+    pm_o[i] = pm_lut[(bit << m) | ph]
+
+
 @numba.njit(cache=True)
 def _map(raw, slots, R, m, mdi, t0, t1, t2, t3, F, n_q, n_r, rp0, rstep, im_lut, pm_lut,
          cls_o, basis_o, bit_o, ph_o, im_o, pm_o):
-    mask = _U((1 << R) - 1)
-    pmask = (1 << m) - 1
-    period = n_q + n_r
     for i in range(raw.shape[0]):
-        w = raw[i]
-        u1 = np.int64(w & mask)
-        u2 = np.int64((w >> _U(R)) & mask)
-        rbit = np.int64((w >> _U(2 * R)) & _U(1))
-        ph = np.int64((w >> _U(2 * R + 1)) & _U(pmask))
-        if mdi:
-            if u1 < t0:
-                c = 0
-            elif u1 < t1:
-                c = 1
-            elif u1 < t2:
-                c = 2
-            else:
-                c = 3
-            bit = rbit
-            basis = 1 if c >= 1 else 0
-        else:
-            if u1 < t0:
-                c = 1 if u2 < t1 else 0
-            elif u2 < t2:
-                c = 2
-            elif u2 < t3:
-                c = 3
-            else:
-                c = 4
-            bit = 1 if c == 1 else 0
-            basis = 1 if c >= 2 else 0
-        if n_r > 0:
-            pos = np.int64((slots[i] % _U(F)) % _U(period))
-            if pos >= n_q:
-                c = 5
-                basis = 1
-                bit = 0
-                ph = (rp0 + (pos - n_q) * rstep) & pmask
-        cls_o[i] = c
-        basis_o[i] = basis
-        bit_o[i] = bit
-        ph_o[i] = ph
-        im_o[i] = im_lut[(c << 1) | bit]
-        pm_o[i] = pm_lut[(bit << m) | ph]
+        _map_one(i, raw[i], slots[i], R, m, mdi, t0, t1, t2, t3, F, n_q, n_r, rp0, rstep,
+                 im_lut, pm_lut, cls_o, basis_o, bit_o, ph_o, im_o, pm_o)
+
+
+@numba.njit(cache=True)
+def _regen_range(klo, khi, tag_lo, tag_hi, L, S, first, count, R, m, mdi, t0, t1, t2, t3, F,
+                 n_q, n_r, rp0, rstep, im_lut, pm_lut,
+                 slot_o, cls_o, basis_o, bit_o, ph_o, im_o, pm_o):
+    """Fused keystream, extraction and mapping for slots ``first .. first+count-1``."""
+    last = first + count - 1
+    nmax = (F // L) * S // 64 + 2
+    words = np.empty(nmax, dtype=np.uint64)
+    for k in range(first // F, last // F + 1):
+        o_lo = max(first, k * F) - k * F
+        o_hi = min(last, k * F + F - 1) - k * F
+        for j in range(L):
+            t_lo = (o_lo - j + L - 1) // L if o_lo > j else 0
+            t_hi = (o_hi - j) // L if o_hi >= j else -1
+            if t_hi < t_lo:
+                continue
+            nw = (t_hi + 1) * S // 64 + 2
+            vlo = _U(k & ((1 << 48) - 1)) | (_U(j) << _U(48)) | (tag_lo << _U(52))
+            _keystream(klo, khi, vlo, tag_hi, words[:nw])
+            for t in range(t_lo, t_hi + 1):
+                s = k * F + t * L + j
+                i = s - first
+                slot_o[i] = s
+                _map_one(i, _extract(words, t, S), _U(s), R, m, mdi, t0, t1, t2, t3, F, n_q,
+                         n_r, rp0, rstep, im_lut, pm_lut, cls_o, basis_o, bit_o, ph_o, im_o,
+                         pm_o)
 
 
 def _key_parts(cfg, key):
@@ -384,24 +390,14 @@ def _key_parts(cfg, key):
 def _finish(cfg, raw, slots):
     n = raw.shape[0]
     out = np.empty(n, dtype=SLOT_DTYPE)
-    cls = np.empty(n, np.uint8)
-    basis = np.empty(n, np.uint8)
-    bit = np.empty(n, np.uint8)
-    ph = np.empty(n, np.uint8)
-    im = np.empty(n, np.uint16)
-    pm = np.empty(n, np.uint16)
     t0, t1, t2, t3 = cfg.thresholds()
+    # the kernel writes straight into the (strided) field views of the record array
     _map(raw, slots, cfg.prob_bits, cfg.phase_bits, cfg.protocol == "mdi", t0, t1, t2, t3,
          cfg.frame_len, cfg.n_q, cfg.n_r, cfg.ref_phase_start, cfg.ref_phase_step,
-         np.asarray(cfg.im_lut, np.int64), np.asarray(cfg.pm_lut, np.int64),
-         cls, basis, bit, ph, im, pm)
+         np.asarray(cfg.im_lut, np.uint16), np.asarray(cfg.pm_lut, np.uint16),
+         out["cls"], out["basis"], out["bit"], out["phase_slice"], out["im_code"],
+         out["pm_code"])
     out["slot"] = slots
-    out["cls"] = cls
-    out["basis"] = basis
-    out["bit"] = bit
-    out["phase_slice"] = ph
-    out["im_code"] = im
-    out["pm_code"] = pm
     return out
 
 
@@ -423,12 +419,17 @@ def regenerate(cfg: PatternConfig, key: bytes, first_slot: int, count: int) -> n
     if last_frame >> 48:
         raise ValueError(f"first_slot + count must stay below frame 2**48, not {last_frame}")
     klo, khi, tlo, thi = _key_parts(cfg, key)
-    raw = np.zeros(int(count), dtype=np.uint64)
+    out = np.empty(int(count), dtype=SLOT_DTYPE)
     if count:
-        _raw_range(klo, khi, tlo, thi, cfg.frame_len, cfg.lanes, cfg.params().slot_bits,
-                   int(first_slot), int(count), raw)
-    slots = np.arange(int(first_slot), int(first_slot) + int(count), dtype=np.uint64)
-    return _finish(cfg, raw, slots)
+        t0, t1, t2, t3 = cfg.thresholds()
+        _regen_range(klo, khi, tlo, thi, cfg.lanes, cfg.params().slot_bits, int(first_slot),
+                     int(count), cfg.prob_bits, cfg.phase_bits, cfg.protocol == "mdi",
+                     t0, t1, t2, t3, cfg.frame_len, cfg.n_q, cfg.n_r, cfg.ref_phase_start,
+                     cfg.ref_phase_step, np.asarray(cfg.im_lut, np.uint16),
+                     np.asarray(cfg.pm_lut, np.uint16), out["slot"], out["cls"],
+                     out["basis"], out["bit"], out["phase_slice"], out["im_code"],
+                     out["pm_code"])
+    return out
 
 
 def regenerate_slots(cfg: PatternConfig, key: bytes, slots: np.ndarray) -> np.ndarray:
