@@ -308,7 +308,8 @@ def _summary(st):
             f"{8 * st['bytes'] / secs / 1e6:.1f} Mbit/s; sequence gaps {st['seq_gaps']} "
             f"({st['missing_datagrams']} datagrams, {st['lost_records']} records lost), "
             f"late {st['reordered']}, duplicate {st['duplicates']}, "
-            f"malformed {st['malformed']}; node FIFO drops {st['fifo_dropped']}, upstream drops {st['upstream_dropped']}")
+            f"malformed {st['malformed']}; node FIFO drops {st['fifo_dropped']}, "
+            f"upstream drops {st['upstream_dropped']}")
 
 
 @click.command()
