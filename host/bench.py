@@ -17,6 +17,7 @@ from rich.table import Table
 
 #: benchmark name -> "module:function" returning a dict of figures.
 BENCHES = {
+    "pattern": "combkey.pattern:bench",
     "link": "combkey.device:bench_link",
     "keyrate": "combkey.keyrate.bench:run",
     "boards": "combkey.boards.bench:run",
