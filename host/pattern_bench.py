@@ -77,6 +77,7 @@ def synth_top(channels, lanes):
     from amaranth.hdl import Module
     from amaranth.lib import wiring
     from amaranth.lib.wiring import In, Out
+
     from combkey.gateware.pattern.generator import GeneratorParams, PatternGenerator
     from combkey.gateware.regs import RegBus, RegisterBank, RegisterMap, connect_registers
 
