@@ -9,6 +9,8 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .base import FAST_BUFFERS
+
 __all__ = ["PinPlanProbe"]
 
 
@@ -31,8 +33,9 @@ def _signature_from_plan(entries):
 class PinPlanProbe(wiring.Component):
     """Node top with one port per pin-plan entry, to place-and-route a board's whole plan.
 
-    Outputs carry a free-running counter; the inputs are xor-ed into ``tx`` so that none is
-    optimised away. ``required_domains`` is passed through for :class:`NodeOnBoard`.
+    Outputs carry a free-running counter (DDR lanes one clocked by ``fast``, so that nextpnr
+    times that domain); the inputs are xor-ed into ``tx`` so that none is optimised away.
+    ``required_domains`` is passed through for :class:`NodeOnBoard`.
     """
 
     def __init__(self, entries, *, clk_hz, required_domains=()):
@@ -45,11 +48,17 @@ class PinPlanProbe(wiring.Component):
         m = Module()
         count = Signal(64)
         m.d.sync += count.eq(count + 1)
+        fast_ports = {e.port for e in self.entries if e.buffer in FAST_BUFFERS}
+        if fast_ports:
+            fast_count = Signal(64)
+            m.d.fast += fast_count.eq(fast_count + 1)
         ins = []
         for path, member, value in self.signature.flatten(self):
             if path[0] in ("rx", "tx"):
                 continue
-            if member.flow is Out:
+            if "__".join(path) in fast_ports:
+                m.d.comb += value.eq(fast_count[:len(value)])
+            elif member.flow is Out:
                 m.d.comb += value.eq(count[:len(value)])
             else:
                 ins.append(value)

@@ -127,3 +127,32 @@ def test_bench_row_from_report(tmp_path):
     assert row["timing_met"] is True
     assert (row["LUT4"], row["FF"], row["MULT18X18D"], row["DP16KD"]) == (28, 30, 0, 0)
     assert row["build_s"] == 5.0
+
+
+class FakeFastTop(FakeTop):
+    def __init__(self):
+        super().__init__(domain_names=("sync", "eclk_pll", "fast"))
+
+
+@pytest.mark.parametrize("with_report", [True, False])
+def test_two_domains_from_the_pin_plan_probe(tmp_path, with_report):
+    """``ulx3s-pinplan.*``: the whole ULX3S pin plan (PinPlanProbe) with ODDRX2F lanes clocked
+    by ``fast`` (CLKDIVF of the PLL's 250 MHz CLKOS), captured from nextpnr."""
+    d = tmp_path / "b"
+    d.mkdir()
+    if with_report:
+        shutil.copy(FIXTURES / "ulx3s-pinplan.nextpnr-report.json",
+                    d / "top.nextpnr-report.json")
+    shutil.copy(FIXTURES / "ulx3s-pinplan.tim", d / "top.tim")
+    report = make_report(d, board=get_board("ulx3s-85f"), node="probe", top=FakeFastTop())
+    assert set(report["clocks"]) == {"sync", "fast"}
+    assert report["clocks"]["fast"]["net"] == "$glbnet$fast_clk"
+    assert report["clocks"]["fast"]["constraint_mhz"] == 125.0
+    assert report["clocks"]["fast"]["fmax_mhz"] == pytest.approx(269.18, abs=0.01)
+    assert report["clocks"]["sync"]["fmax_mhz"] == pytest.approx(166.78, abs=0.01)
+    assert report["timing_met"] is True
+    util = report["utilisation"]
+    if with_report:
+        assert util["IOLOGIC"]["used"] == 6 and util["ECLKSYNCB"]["used"] == 1
+        assert util["CLKDIVF"]["used"] == 1
+    assert util["TRELLIS_IO"]["used"] == 32
