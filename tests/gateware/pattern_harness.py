@@ -1,6 +1,7 @@
 """Shared simulation harness for the pattern generator tests (hardware side)."""
 import numpy as np
 from amaranth.lib import data
+
 from combkey.gateware.pattern.generator import SLOT_DTYPE, PatternGenerator, slot_layout
 from combkey.gateware.stream import make_simulator
 

@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 from amaranth.hdl import Module
 from amaranth.lib import wiring
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from combkey.gateware.pattern.generator import (
     CLS_IDLE,
     CLS_REF,
@@ -23,8 +26,6 @@ from combkey.gateware.pattern.generator import (
 )
 from combkey.gateware.regs import RegBus, RegisterBank, RegisterMap, connect_registers
 from combkey.gateware.stream import make_simulator
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
 from pattern_harness import decode_lanes, rtl_run  # noqa: E402

@@ -5,6 +5,7 @@ avr-crypto-lib repository (``testvectors/trivium-80.80.test-vectors``).
 """
 import numpy as np
 import pytest
+
 from combkey.gateware.pattern.trivium import (
     INIT_STEPS,
     Trivium,

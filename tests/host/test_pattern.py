@@ -4,9 +4,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
+
 from combkey.gateware.pattern.generator import CLS_REF, SLOT_DTYPE, PatternRegs
 from combkey.pattern import PatternConfig, model_regenerate, regenerate, regenerate_slots
-from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "gateware"))
 from pattern_harness import rtl_run  # noqa: E402

@@ -18,6 +18,7 @@ KEY = 0x35_C0FFEE_1234_5678_9ABC
 
 def _setup():
     from amaranth.lib import data
+
     from combkey.gateware.pattern.generator import GeneratorParams, PatternRegs, slot_layout
     params = GeneratorParams(**runner.params()["params"])
     regs = PatternRegs(**{k: tuple(v) if isinstance(v, list) else v
@@ -134,6 +135,7 @@ def _wrapped(params):
     from amaranth.hdl import Module
     from amaranth.lib import wiring
     from amaranth.lib.wiring import Out
+
     from combkey.gateware.pattern.generator import PatternGenerator
 
     class Wrapped(wiring.Component):
