@@ -23,6 +23,7 @@ BENCHES = {
     "boards": "combkey.boards.bench:run",
     "tagger": "combkey.tagger:run",
     "loops": "combkey.loops:run",
+    "ethernet": "combkey.net_bench:run",
 }
 
 
