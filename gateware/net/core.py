@@ -23,15 +23,15 @@ accepted when the next is due is counted in ``dropped`` and skipped, so ``k`` st
 index and the host can verify the stream end to end. Its model is :func:`counter_source_model`.
 """
 import numpy as np
-from amaranth.hdl import ClockDomain, Const, Module, Signal
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.hdl import ClockDomain, Const, Elaboratable, Module, Signal
+from amaranth.lib import data, fifo, io, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..regs import Access, Reg
 from .mac import RGMII, MacRx, MacTx, Octet
 from .stack import NetStack
 
-__all__ = ["EthernetCore", "CounterRecordSource", "counter_source_model"]
+__all__ = ["EthernetCore", "RGMIIPins", "CounterRecordSource", "counter_source_model"]
 
 
 class EthernetCore(wiring.Component):
@@ -93,6 +93,48 @@ class EthernetCore(wiring.Component):
                 m.d.comb += getattr(stack, name).eq(getattr(self, name))
             else:
                 m.d.comb += getattr(self, name).eq(getattr(stack, name))
+        return m
+
+
+class RGMIIPins(Elaboratable):
+    """Board glue: connect an :class:`EthernetCore` to the pins of an ``eth_rgmii`` resource.
+
+    ``pins`` is ``platform.request("eth_rgmii", n, dir="-")`` (amaranth-boards names:
+    ``tx_clk``, ``tx_ctrl``, ``tx_data``, ``rx_clk``, ``rx_ctrl``, ``rx_data``, optional ``rst``,
+    ``mdc``, ``mdio``). Each pin gets an ``io.Buffer``; the DDR registers and delays are the
+    core's. The PHY reset (when present) is held for ``reset_cycles`` after configuration and
+    then released; MDC is held low and MDIO released (the PHY runs on its strapped defaults).
+    """
+
+    def __init__(self, pins, core, *, reset_cycles=125_000):
+        self.pins = pins
+        self.core = core
+        self.reset_cycles = reset_cycles
+
+    def elaborate(self, platform):
+        m = Module()
+        pins, core = self.pins, self.core
+
+        def buf(name, direction):
+            b = io.Buffer(direction, getattr(pins, name))
+            m.submodules[f"pin_{name}"] = b
+            return b
+
+        m.d.comb += [core.rx_clk.eq(buf("rx_clk", "i").i), core.rx_ctl.eq(buf("rx_ctrl", "i").i),
+                     core.rxd.eq(buf("rx_data", "i").i)]
+        m.d.comb += [buf("tx_clk", "o").o.eq(core.tx_clk), buf("tx_ctrl", "o").o.eq(core.tx_ctl),
+                     buf("tx_data", "o").o.eq(core.txd)]
+        names = set(dir(pins))
+        if "rst" in names:
+            count = Signal(range(self.reset_cycles + 1))
+            with m.If(count != self.reset_cycles):
+                m.d.sync += count.eq(count + 1)
+            m.d.comb += buf("rst", "o").o.eq(count != self.reset_cycles)
+        if "mdc" in names:
+            m.d.comb += buf("mdc", "o").o.eq(0)
+        if "mdio" in names:
+            mdio = buf("mdio", "io")
+            m.d.comb += [mdio.oe.eq(0), mdio.o.eq(0)]
         return m
 
 

@@ -79,3 +79,22 @@ def test_core_registers_connect_to_a_bank():
     assert top.regmap["net.mac"].access is Access.RW and top.regmap["net.mac"].width == 48
     text = rtlil.convert(top)
     assert "IDDRX1F" not in text          # no platform: the behavioural DDR model is used
+
+
+def test_rgmii_pins_on_the_ecpix5_platform():
+    from amaranth.hdl import Elaboratable
+    from amaranth_boards.ecpix5 import ECPIX585Platform
+
+    from combkey.gateware.net.core import RGMIIPins
+
+    class Top(Elaboratable):
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.core = core = EthernetCore(tx_clk_mode="delay")
+            m.submodules.pins = RGMIIPins(platform.request("eth_rgmii", 0, dir="-"), core)
+            return m
+
+    plan = ECPIX585Platform().build(Top(), do_build=False)
+    text = plan.files["top.il"]
+    assert text.count("cell \\IDDRX1F") == 5 and text.count("cell \\ODDRX1F") == 6
+    assert text.count("cell \\DELAYG") == 1            # TXC delayed; the PHY delays RXC
