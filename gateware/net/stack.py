@@ -49,10 +49,10 @@ Drop counters (all 32-bit, wrapping; R registers)
 ------------------------------------------------
 ``bad_fcs``, ``truncated`` (runt, or shorter than its headers or IP/UDP lengths say),
 ``bad_ip_checksum``, ``foreign_mac``, ``foreign_ip``, ``wrong_port`` (UDP to another port),
-``unsupported`` (other EtherType, IP protocol, IP options or fragments, non-request ARP or ICMP),
-``busy`` (a frame needing a reply while the previous reply is still in progress),
-``reg_no_reply``, ``stale``, ``fifo_dropped``; and the event counters ``rx_frames`` (frames accepted),
-``arp_replies``, ``icmp_replies``, ``reg_replies``, ``stream_datagrams``.
+``unsupported`` (other EtherType, IP protocol, IP options or fragments, non-request ARP or
+ICMP), ``busy`` (a frame needing a reply while the previous reply is still in progress),
+``reg_no_reply``, ``stale``, ``fifo_dropped``; and the event counters ``rx_frames`` (frames
+accepted), ``arp_replies``, ``icmp_replies``, ``reg_replies``, ``stream_datagrams``.
 
 Latency: the decision is taken one cycle after the last byte of a frame; a reply starts four
 cycles later (ARP, ICMP) or when the bridge response is complete (UDP).
