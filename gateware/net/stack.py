@@ -86,8 +86,8 @@ STREAM_PORT = 7002
 BROADCAST = (1 << 48) - 1
 
 COUNTERS = ("rx_frames", "bad_fcs", "truncated", "bad_ip_checksum", "foreign_mac", "foreign_ip",
-            "wrong_port", "unsupported", "busy", "reg_no_reply", "stale", "fifo_dropped", "arp_replies",
-            "icmp_replies", "reg_replies", "stream_datagrams")
+            "wrong_port", "unsupported", "busy", "reg_no_reply", "stale", "fifo_dropped",
+            "arp_replies", "icmp_replies", "reg_replies", "stream_datagrams")
 _COUNTER_DOCS = {
     "rx_frames": "Frames received with a good FCS.",
     "bad_fcs": "Frames dropped for an FCS mismatch or a PHY receive error.",
