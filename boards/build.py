@@ -41,6 +41,7 @@ from .nodes import node_factories
 from .registry import get_board
 
 __all__ = ["ToolError", "TOOLS", "toolchain_env", "BuildJob", "prepare_build", "run_build",
+           "build_top", "build_pin_plan_probe", "domain_of_net",
            "parse_nextpnr_report", "parse_nextpnr_log", "make_report"]
 
 #: amaranth tool environment variable -> (YoWASP entry point, PyPI package that installs it).
@@ -186,6 +187,19 @@ def build_top(board, top, out_dir, *, node, env=None, platform=None):
     report = make_report(out_dir, board=board, node=node, top=top, wall_s=wall)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def build_pin_plan_probe(board_name, *, root="build"):
+    """Place and route :class:`~combkey.boards.probe.PinPlanProbe` with the board's whole pin
+    plan into ``root/<board>/pinplan-probe/``; return the report (checks a plan end to end)."""
+    from .probe import PinPlanProbe
+
+    board = get_board(board_name)
+    _, link_factory = node_factories("transmitter")
+    top = NodeOnBoard(board, lambda clk_hz: PinPlanProbe(board.pin_plan, clk_hz=clk_hz),
+                      link_factory)
+    return build_top(board, top, pathlib.Path(root) / board.name / "pinplan-probe",
+                     node="pinplan-probe")
 
 
 def domain_of_net(net, domains):
