@@ -100,8 +100,13 @@ def _build(board, node, sys_clk_mhz, baud, out, dry_run, as_json):
         raise click.ClickException(str(e)) from e
     except subprocess.CalledProcessError as e:
         log = pathlib.Path(out) / board / node / "build.log"
-        raise click.ClickException(f"{pathlib.Path(e.cmd[-1]).name if e.cmd else 'build'} "
-                                   f"failed with status {e.returncode}; see {log}") from e
+        tail = ""
+        if log.exists():
+            lines = [ln for ln in log.read_text(errors="replace").splitlines()
+                     if "ERROR" in ln or "rror:" in ln]
+            tail = "\n".join(lines[-5:])
+        raise click.ClickException(f"the build failed (status {e.returncode}); see {log}"
+                                   + (f":\n{tail}" if tail else "")) from e
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:

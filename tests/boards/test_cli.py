@@ -161,3 +161,42 @@ def test_toolchain_env_points_at_yowasp_and_stubs_openfpgaloader(tmp_path, monke
     assert env["OPENFPGALOADER"] == str(true)
     loader = fake_tool(stubs, "openFPGALoader", "exit 0")
     assert build.toolchain_env()["OPENFPGALOADER"] == str(loader)
+
+
+def _fake_report(met):
+    return {"board": "ulx3s-85f", "node": "relay", "gateware_version": "00000000",
+            "clocks": {"sync": {"net": "$glbnet$clk", "fmax_mhz": 61.0 if met else 41.0,
+                                "constraint_mhz": 50.0, "met": met}},
+            "timing_met": met, "bitstream": "x/top.bit", "wall_s": 1.0,
+            "utilisation": {"LUT4": {"used": 1, "available": 10, "percent": 10.0}}}
+
+
+@pytest.mark.parametrize("met", [True, False])
+def test_build_exit_status_follows_timing(monkeypatch, tmp_path, met):
+    from combkey.boards import build
+
+    monkeypatch.setattr(build, "run_build", lambda *a, **k: _fake_report(met))
+    result = run(["build", "--board", "ulx3s-85f", "--node", "relay", "--out", str(tmp_path)])
+    assert result.exit_code == (0 if met else 1), result.output
+    assert ("timing met" if met else "timing NOT met") in result.output
+    assert ("41.00" if not met else "61.00") in result.output
+    if not met:
+        assert "timing not met: see the clock table" in result.output
+
+
+def test_build_tool_failure_quotes_the_log(monkeypatch, tmp_path):
+    import subprocess
+
+    from combkey.boards import build
+
+    def failing(*args, **kwargs):
+        out = tmp_path / "ulx3s-85f" / "relay"
+        out.mkdir(parents=True)
+        (out / "build.log").write_text("Info: packing\nERROR: Packing design failed.\n")
+        raise subprocess.CalledProcessError(1, ["sh", "build_top.sh"])
+
+    monkeypatch.setattr(build, "run_build", failing)
+    result = run(["build", "--board", "ulx3s-85f", "--node", "relay", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "the build failed (status 1)" in result.output
+    assert "ERROR: Packing design failed." in result.output
