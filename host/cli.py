@@ -16,6 +16,7 @@ COMMANDS = {
     "version": "combkey.cli_core:version",
     "bench": "combkey.bench:bench",
     "stream": "combkey.udp:stream",
+    "netsim": "combkey.netsim:netsim",
     "regmap": "combkey.cli_core:regmap",
     "regs": "combkey.cli_core:regs",
     "demo": "combkey.cli_core:demo",
