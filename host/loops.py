@@ -206,15 +206,21 @@ def run(quick=False):
                opll_residual_rms_rad=m["residual_rms"],
                opll_residual_peak_rad=m["residual_peak"],
                opll_model_updates_per_s=m["updates_per_s"])
-    offsets = (0.2e6, 1e6, 2e6) if quick else (0.2e6, 0.5e6, 1e6, 1.5e6, 2e6, 3e6)
+    # capture: within the demodulator band (+-f_s / 2R = 1.56 MHz) the loop pulls in by itself;
+    # beyond it the relock sweep finds the beat (12 ms allows about two sweeps).
+    offsets = (0.2e6, 1e6, 2.5e6) if quick else (0.2e6, 0.5e6, 1e6, 1.5e6, 2e6, 2.5e6, 3e6,
+                                                  -1.5e6, -2.5e6)
     capture = 0.0
     for off in offsets:
-        mm = simulate("opll", duration_s=3e-3, seed=3, offset_hz=off)
+        mm = simulate("opll", duration_s=12e-3, seed=3, offset_hz=off)
         rows.append(dict(table="opll_capture", offset_hz=off, locked=mm["locked"],
                          lock_time_s=mm["lock_time_s"], sweeps=mm["sweep_count"]))
         if mm["locked"] and mm["sweep_count"] == 0:
-            capture = max(capture, off)
+            capture = max(capture, abs(off))
     res["opll_capture_range_hz"] = capture
+    res["opll_sweep_relock_max_hz"] = max((abs(r["offset_hz"]) for r in rows
+                                           if r["table"] == "opll_capture" and r["locked"]),
+                                          default=None)
     mk = simulate("opll", duration_s=3e-3, seed=4, kick_at_s=1.5e-3, kick=2e6)
     res["opll_relock_after_2mhz_step_s"] = mk.get("relock_time_s")
     # Co-simulation speed of the gateware in pysim.

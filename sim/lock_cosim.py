@@ -71,17 +71,17 @@ def default_setup(loop, **plant_overrides):
     """Register values and plant of ``loop`` (``opll``, ``reprate`` or ``phase``)."""
     if loop == "opll":
         plant = dataclasses.replace(LaserBeatParams(), **plant_overrides)
-        flt = LoopFilterConfig(**pid_coefficients(0.45, 0.01), out_min=-32768, out_max=32767)
+        flt = LoopFilterConfig(**pid_coefficients(0.8, 0.02), out_min=-32768, out_max=32767)
         mon = LockMonitorConfig(threshold=5215, lock_samples=64, unlock_samples=64,
-                                capture_samples=32, acquire_timeout=30000, sweep_enable=1,
-                                sweep_step=4, sweep_min=-30000, sweep_max=30000)
+                                capture_samples=16, acquire_timeout=1500, sweep_enable=1,
+                                sweep_step=3, sweep_min=-30000, sweep_max=30000)
         return LoopSetup(loop, LoopCoreConfig(flt, mon), plant, dict(ftw=OPLL_FTW))
     if loop == "reprate":
         plant = dataclasses.replace(MicroringParams(), **plant_overrides)
-        flt = LoopFilterConfig(**pid_coefficients(2.0, 0.05, coef_frac=12), sign=1, out_min=-32768,
+        flt = LoopFilterConfig(**pid_coefficients(8.0, 0.2, coef_frac=12), sign=1, out_min=-32768,
                                out_max=32767)
         mon = LockMonitorConfig(threshold=10, lock_samples=100, unlock_samples=50)
-        return LoopSetup(loop, LoopCoreConfig(flt, mon, slew=20), plant,
+        return LoopSetup(loop, LoopCoreConfig(flt, mon, slew=40), plant,
                          dict(target=plant.target_count))
     if loop == "phase":
         plant = dataclasses.replace(FibrePhaseParams(), **plant_overrides)
@@ -335,7 +335,8 @@ def lock_metrics(trace, *, settle_updates=0):
         p = trace["setup"].plant
         e = np.angle(np.exp(1j * np.array(trace["err"][s:end])))
         res.update(unit="rad", residual_rms=_rms(e), residual_peak=_peak(e),
-                   actuator_travel=_ptp(act) * p.act_hz_per_lsb, actuator_unit="Hz")
+                   actuator_travel=None if _ptp(act) is None else _ptp(act) * p.act_hz_per_lsb,
+                   actuator_unit="Hz")
     elif loop == "reprate":
         e = np.array(trace["err"][s:end])
         h = np.array(trace["extra"][s:end])
