@@ -69,7 +69,7 @@ from .mac import Octet, RxError
 
 __all__ = ["StreamHeader", "STREAM_HEADER_BYTES", "STREAM_START", "STREAM_STOP", "NetStack",
            "NetModel", "COUNTERS", "ip_checksum", "eth_header", "ipv4_header", "udp_frame",
-           "arp_request", "icmp_echo_request", "decode_stream_datagram", "mac_bytes", "ip_bytes",
+           "arp_request", "icmp_echo_request", "SkidBuffer", "decode_stream_datagram", "mac_bytes", "ip_bytes",
            "DEFAULT_MAC", "DEFAULT_IP", "REG_PORT", "STREAM_PORT"]
 
 ETH_ARP = 0x0806
@@ -392,6 +392,28 @@ class _Checksum:
         f1 = total[:16] + total[16:]
         f2 = f1[:16] + f1[16:]
         m.d.sync += self.value.eq(~f2[:16])
+
+
+class SkidBuffer(wiring.Component):
+    """Registered stream stage (two entries): cuts every combinational path between ``i`` and
+    ``o`` and keeps one transfer per cycle (a continuous input stays continuous). Its model is
+    the identity on the sequence of payloads."""
+
+    def __init__(self, shape):
+        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        skid = Signal.like(self.i.payload)
+        skid_valid = Signal()
+        m.d.comb += self.i.ready.eq(~skid_valid)
+        with m.If(self.o.ready | ~self.o.valid):
+            m.d.sync += [self.o.valid.eq(skid_valid | self.i.valid),
+                         self.o.payload.eq(Mux(skid_valid, skid, self.i.payload)),
+                         skid_valid.eq(0)]
+        with m.Elif(self.i.valid & self.i.ready):
+            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
+        return m
 
 
 def _byte_mux(m, index, byte_list, out):
@@ -718,8 +740,11 @@ class NetStack(wiring.Component):
             with m.Default():
                 _byte_mux(m, pos, udp_bytes, hdr_byte)
 
+        m.submodules.feed_skid = feed_skid = SkidBuffer(8)
+        wiring.connect(m, feed_skid.o, wiring.flipped(self.reg_rx))
+        feed = feed_skid.i
         feed_ptr = Signal(range(BUFFER_BYTES + 1))
-        feed_fire = self.reg_rx.valid & self.reg_rx.ready
+        feed_fire = feed.valid & feed.ready
         got = self.reg_tx.valid & self.reg_tx.ready
         m.d.comb += [rspw.addr.eq(rlen), rspw.data.eq(self.reg_tx.payload),
                      rspw.en.eq(got & (rlen < BUFFER_BYTES))]
@@ -746,8 +771,8 @@ class NetStack(wiring.Component):
                 m.next = "FEED"
             with m.State("FEED"):
                 m.d.comb += [rxr.addr.eq(feed_ptr + feed_fire), self.reg_tx.ready.eq(1),
-                             self.reg_rx.payload.eq(rxr.data)]
-                m.d.comb += self.reg_rx.valid.eq(feed_ptr < 42 + r_total)
+                             feed.payload.eq(rxr.data)]
+                m.d.comb += feed.valid.eq(feed_ptr < 42 + r_total)
                 with m.If(feed_fire):
                     m.d.sync += feed_ptr.eq(feed_ptr + 1)
                 with m.If(feed_ptr == 42 + r_total):
@@ -871,17 +896,20 @@ class NetStack(wiring.Component):
                         m.next = "IDLE"
 
         # ---------------------------------------------------------------- transmit arbiter
+        m.submodules.tx_skid = tx_skid = SkidBuffer(Octet)
+        wiring.connect(m, tx_skid.o, wiring.flipped(self.tx))
+        txi = tx_skid.i
         grant_b = Signal()
         busy_tx = Signal()
         sel_b = Mux(busy_tx, grant_b, ~a_valid & b_valid)
         m.d.comb += [
-            self.tx.valid.eq(Mux(sel_b, b_valid, a_valid)),
-            self.tx.payload.data.eq(Mux(sel_b, b_data, a_data)),
-            self.tx.payload.last.eq(Mux(sel_b, b_last, a_last)),
-            self.tx.payload.first.eq(~busy_tx),
-            a_ready.eq(self.tx.ready & ~sel_b),
-            b_ready.eq(self.tx.ready & sel_b),
+            txi.valid.eq(Mux(sel_b, b_valid, a_valid)),
+            txi.payload.data.eq(Mux(sel_b, b_data, a_data)),
+            txi.payload.last.eq(Mux(sel_b, b_last, a_last)),
+            txi.payload.first.eq(~busy_tx),
+            a_ready.eq(txi.ready & ~sel_b),
+            b_ready.eq(txi.ready & sel_b),
         ]
-        with m.If(self.tx.valid & self.tx.ready):
-            m.d.sync += [busy_tx.eq(~self.tx.payload.last), grant_b.eq(sel_b)]
+        with m.If(txi.valid & txi.ready):
+            m.d.sync += [busy_tx.eq(~txi.payload.last), grant_b.eq(sel_b)]
         return m
