@@ -34,8 +34,8 @@ The IPv4 header must have no options and no fragmentation; UDP checksums are not
 bridge frames carry their own CRC-16) and are sent as 0; sent IPv4 datagrams have ID 0, DF set,
 TTL 64. Received frames must fit the 2048-byte receive buffer.
 
-Record stream
--------------
+The stream of records
+---------------------
 ``records: In(stream.Signature(64))`` feeds a FIFO of ``fifo_depth`` records while a subscriber
 exists (``records.ready`` is low otherwise, so the source keeps its own loss count, which it
 gives on ``upstream_dropped``). A record offered while the FIFO is full is dropped and counted
@@ -69,7 +69,8 @@ from .mac import Octet, RxError
 
 __all__ = ["StreamHeader", "STREAM_HEADER_BYTES", "STREAM_START", "STREAM_STOP", "NetStack",
            "NetModel", "COUNTERS", "ip_checksum", "eth_header", "ipv4_header", "udp_frame",
-           "arp_request", "icmp_echo_request", "SkidBuffer", "decode_stream_datagram", "mac_bytes", "ip_bytes",
+           "arp_request", "icmp_echo_request", "SkidBuffer", "decode_stream_datagram",
+           "mac_bytes", "ip_bytes",
            "DEFAULT_MAC", "DEFAULT_IP", "REG_PORT", "STREAM_PORT"]
 
 ETH_ARP = 0x0806
@@ -104,7 +105,7 @@ _COUNTER_DOCS = {
     "arp_replies": "ARP replies sent.",
     "icmp_replies": "ICMP echo replies sent.",
     "reg_replies": "Register response datagrams sent.",
-    "stream_datagrams": "Record datagrams sent (since the last start).",
+    "stream_datagrams": "Datagrams of records sent (since the last start).",
 }
 
 
@@ -435,7 +436,7 @@ class NetStack(wiring.Component):
     records_per_datagram : int
         1 to 180 records per datagram.
     fifo_depth : int
-        Record FIFO depth (>= records_per_datagram, a power of 2).
+        Depth of the FIFO of records (>= records_per_datagram, a power of 2).
     flush_cycles : int
         Cycles a partial datagram's records may wait (>= 1).
     reply_timeout : int
