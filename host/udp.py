@@ -12,8 +12,8 @@ returns ``None`` and :class:`~combkey.device.Device` resends it with the same se
 Each link uses its own UDP source port, which the node uses to recognise late copies of old
 requests (see ``stale`` in the stack) so that a reordered old write is never applied.
 
-Record stream
--------------
+Stream of records
+-----------------
 :class:`StreamReceiver` subscribes to the node's stream port (``STREAM_START`` from its own
 socket), receives record datagrams (:class:`~combkey.gateware.net.stack.StreamHeader` + 64-bit
 records) and appends the raw records (8 bytes each, little endian, in arrival order) to a file.

@@ -139,7 +139,7 @@ class RGMIIPins(Elaboratable):
 
 
 class CounterRecordSource(wiring.Component):
-    """Record test pattern (see the module docstring).
+    """Test pattern of records (see the module docstring).
 
     Members
     -------
