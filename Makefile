@@ -45,6 +45,12 @@ lint: $(STAMP)
 bitstream: $(STAMP)
 	$(VENV)/bin/combkey build --board $(BOARD) --node $(NODE)
 
+BOARDS := ulx3s-85f ecpix5-85 colorlight-5a75b versa-ecp5-5g
+NODES  := transmitter relay
+bitstreams: $(STAMP)
+	@set -e; for b in $(BOARDS); do for n in $(NODES); do \
+	    $(VENV)/bin/combkey build --board $$b --node $$n; done; done
+
 regmaps: $(STAMP)
 	$(VENV)/bin/combkey regmap --node transmitter --format md > docs/regmap-transmitter.md
 	$(VENV)/bin/combkey regmap --node relay --format md > docs/regmap-relay.md
