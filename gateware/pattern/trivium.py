@@ -41,9 +41,11 @@ Members
 * ``ready: Out(1)``: initialisation is complete and ``z`` holds keystream.
 * ``z: Out(W)``: the current keystream word; bit ``b`` is keystream bit ``i*W + b`` of word i.
 
-Latency: ``ready`` rises ``init_cycles = ceil(1152 / W)`` cycles after ``load``; then one word
-per cycle while ``en`` is held. When 1152 is not a multiple of W the word is assembled with a
-fixed offset from the previous and the current raw step word, so no barrel shifter is needed.
+Latency: ``ready`` rises ``latency = ceil(1152 / W) + 1`` cycles after ``load``; then one word
+per cycle while ``en`` is held (the state runs ahead into a 4-word buffer on a registered
+advance flag, so ``en`` never drives the 288-bit state enable). When 1152 is not a multiple of
+W the word is assembled with a fixed offset from the previous and the current raw step word, so
+no barrel shifter is needed.
 
 Model
 -----
@@ -51,7 +53,7 @@ Model
 over instances with numpy, 64 steps per word) compute the same keystream.
 """
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -221,6 +223,7 @@ class Trivium(wiring.Component):
     def __init__(self, width=64):
         self.width = width
         self.init_cycles = init_cycles(width)
+        self.latency = self.init_cycles + 1
         super().__init__({
             "key": In(80), "iv": In(80), "load": In(1), "en": In(1),
             "ready": Out(1), "z": Out(width),
@@ -251,34 +254,54 @@ class Trivium(wiring.Component):
         zraw = Cat(*zr)
         hold = Signal(w)
         r = INIT_STEPS % w
+        word = Cat(hold[r:], zraw[:r]) if r else zraw     # keystream word at the state
+
+        # The state advances on a registered flag (`adv`), never on `en` directly: produced
+        # words go into a 4-entry buffer and `adv` for the next cycle is decided from the
+        # buffer level assuming no pop. `en` only moves the read pointer, so the wide state
+        # enable is driven by flip-flops (timing) and one word per cycle is sustained.
         count = Signal(range(self.init_cycles + 1))
-        busy = Signal()       # initialising (count != 0), kept as a flag for timing
-        ready = Signal()
-        advance = Signal()
-        m.d.comb += advance.eq(busy | (ready & self.en))
+        busy = Signal()       # initialising
+        keyed = Signal()      # initialisation done: each advance produces a word
+        adv = Signal()
+        buf = [Signal(w, name=f"buf{i}") for i in range(4)]
+        wr = Signal(2)
+        rd = Signal(2)
+        occ = Signal(3)
+        nonempty = Signal()
+        push = Signal()
+        pop = Signal()
+        m.d.comb += [push.eq(adv & keyed), pop.eq(self.en & nonempty)]
         with m.If(self.load):
             m.d.sync += [
                 a.eq(Cat(self.key, Const(0, _LA - 80))),
                 b.eq(Cat(self.iv, Const(0, _LB - 80))),
                 c.eq(Const(0b111 << 108, _LC)),
-                count.eq(self.init_cycles),
-                busy.eq(1),
-                ready.eq(0),
+                count.eq(self.init_cycles), busy.eq(1), keyed.eq(0), adv.eq(1),
+                wr.eq(0), rd.eq(0), occ.eq(0), nonempty.eq(0),
             ]
-        with m.Elif(advance):
-            m.d.sync += [
-                a.eq(shifted(a, na, _LA)),
-                b.eq(shifted(b, nb, _LB)),
-                c.eq(shifted(c, nc, _LC)),
-                hold.eq(zraw),
-            ]
+        with m.Else():
+            with m.If(adv):
+                m.d.sync += [
+                    a.eq(shifted(a, na, _LA)),
+                    b.eq(shifted(b, nb, _LB)),
+                    c.eq(shifted(c, nc, _LC)),
+                    hold.eq(zraw),
+                ]
+            with m.If(push):
+                for i in range(4):
+                    with m.If(wr == i):
+                        m.d.sync += buf[i].eq(word)
+                m.d.sync += wr.eq(wr + 1)
+            with m.If(pop):
+                m.d.sync += rd.eq(rd + 1)
+            occ_next = occ + push - pop
+            m.d.sync += [occ.eq(occ_next), nonempty.eq(occ_next != 0)]
             with m.If(busy):
                 m.d.sync += count.eq(count - 1)
                 with m.If(count == 1):
-                    m.d.sync += [ready.eq(1), busy.eq(0)]
-        m.d.comb += self.ready.eq(ready)
-        if r:
-            m.d.comb += self.z.eq(Cat(hold[r:], zraw[:r]))
-        else:
-            m.d.comb += self.z.eq(zraw)
+                    m.d.sync += [busy.eq(0), keyed.eq(1)]
+            with m.Else():
+                m.d.sync += adv.eq(keyed & (occ + push <= 2))
+        m.d.comb += [self.ready.eq(nonempty), self.z.eq(Array(buf)[rd])]
         return m
