@@ -6,13 +6,14 @@ inside it as its own flat members, following ``connect_registers`` in :mod:`..re
 """
 import dataclasses
 
-from amaranth.hdl import ClockSignal, Instance, Mux, Signal, signed
+from amaranth.hdl import ClockSignal, Const, Instance, Mux, Signal, signed
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..regs import Access
 
-__all__ = ["mult18", "MULT_LATENCY", "sat", "sat_int", "wrap_int", "reg_members", "prefixed",
-           "forward_registers", "check_int"]
+__all__ = ["rom2x18", "ROM_LATENCY", "mult18", "MULT_LATENCY", "sat", "sat_int", "wrap_int",
+           "reg_members", "prefixed", "forward_registers", "check_int"]
 
 
 #: cycles from the operands to the product of :func:`mult18`.
@@ -55,6 +56,56 @@ def mult18(m, a, b, *, primitive, name):
         br = Signal(signed(18), name=f"{name}_br")
         m.d.sync += [ar.eq(a18), br.eq(b18), p.eq(ar * br)]
     return p
+
+
+#: cycles from the address to the data of :func:`rom2x18`.
+ROM_LATENCY = 2
+
+
+def rom2x18(m, table, addr_a, addr_b, *, primitive, name):
+    """Two read ports of a 1024 x 18 ROM, data two cycles after the address (free running).
+
+    With ``primitive`` the ROM is one ``DP16KD`` block RAM with its output registers enabled
+    (``REGMODE = OUTREG``; Lattice FPGA-TN-02204, "ECP5 and ECP5-5G Memory Usage Guide"): the
+    block RAM's clock-to-output without them (about 5.6 ns) alone would exceed a 150 MHz cycle,
+    and yosys does not infer them. Without it (simulation) an Amaranth ``Memory`` read port and a
+    fabric register give the same timing. ``table`` holds 1024 signed 18-bit values.
+    """
+    if len(table) != 1024:
+        raise ValueError(f"table must have 1024 entries, not {len(table)!r}")
+    da = Signal(signed(18), name=f"{name}_da")
+    db = Signal(signed(18), name=f"{name}_db")
+    if primitive:
+        params = dict(p_DATA_WIDTH_A=18, p_DATA_WIDTH_B=18, p_REGMODE_A="OUTREG",
+                      p_REGMODE_B="OUTREG", p_CSDECODE_A="0b000", p_CSDECODE_B="0b000",
+                      p_WRITEMODE_A="NORMAL", p_WRITEMODE_B="NORMAL", p_GSR="DISABLED",
+                      p_RESETMODE="SYNC",
+                      i_CLKA=ClockSignal(), i_CLKB=ClockSignal(), i_CEA=1, i_CEB=1,
+                      i_OCEA=1, i_OCEB=1, i_RSTA=0, i_RSTB=0, i_WEA=0, i_WEB=0)
+        for k in range(64):      # INITVAL_xx: 16 words of 20 bits, data in the low 18 bits
+            v = 0
+            for i in range(16):
+                v |= (int(table[16 * k + i]) & 0x3FFFF) << (20 * i)
+            params[f"p_INITVAL_{k:02X}"] = Const(v, 320)
+        for port, addr, data in (("A", addr_a, da), ("B", addr_b, db)):
+            for i in range(3):
+                params[f"i_CS{port}{i}"] = 0
+            for i in range(4):
+                params[f"i_AD{port}{i}"] = 0
+            for i in range(10):
+                params[f"i_AD{port}{i + 4}"] = addr[i]
+            for i in range(18):
+                params[f"i_DI{port}{i}"] = 0
+                params[f"o_DO{port}{i}"] = data[i]
+        m.submodules[name] = Instance("DP16KD", **params)
+    else:
+        m.submodules[name] = mem = Memory(shape=signed(18), depth=1024,
+                                          init=[int(v) for v in table])
+        for addr, data in ((addr_a, da), (addr_b, db)):
+            rp = mem.read_port()
+            m.d.comb += rp.addr.eq(addr)
+            m.d.sync += data.eq(rp.data)
+    return da, db
 
 
 def sat(value, width):

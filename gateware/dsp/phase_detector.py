@@ -11,7 +11,8 @@ Formats
 * input ``i``: ``signed(adc_width)`` (``adc_width <= 17``), one ADC sample per transfer.
 * NCO: 32-bit phase accumulator, ``ftw`` register (RW, 32 bits, unsigned); a 1024-entry
   cosine table of ``signed(18)`` values ``round((2**17 - 1) cos(2 pi k / 1024))`` addressed by
-  the top 10 phase bits (one DP16KD block RAM, two read ports: cos and sin).
+  the top 10 phase bits (one DP16KD block RAM with output registers, two read ports: cos and
+  sin; :func:`.common.rom2x18`).
 * mixer: ``I += x cos``, ``Q -= x sin`` (18x18 products, MULT18X18D).
 * decimator output to the CORDIC: ``sat((sum) >> (decim_log2 + 16), adc_width + 1)``: the I/Q
   amplitude is ``A / 2`` in ADC LSB (times 2 for the shift by 16 instead of 17).
@@ -29,16 +30,15 @@ Registers: ``ftw`` (RW 32), ``clear_turns`` (W1P 1), ``turn_overflows`` (R 32), 
 (R 32: outputs overwritten because ``o`` was not ready).
 
 Timing: ``i.ready`` is always 1 (one ADC sample per cycle at most); one output every ``R`` input
-samples, ``7 + cordic.latency`` cycles after the last sample of its block.
+samples, ``9 + cordic.latency`` cycles after the last sample of its block.
 """
 import numpy as np
 from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..regs import Access, Reg
-from .common import check_int, mult18, reg_members, sat
+from .common import check_int, mult18, reg_members, rom2x18, sat
 from .cordic import Cordic, cordic_model
 
 __all__ = ["PhaseDetector", "PhaseDetectorModel", "COS_TABLE", "TABLE_BITS", "PHASE_FRAC"]
@@ -176,30 +176,27 @@ class PhaseDetector(wiring.Component):
         aw = self.adc_width
         cw = aw + 1
         r_log2 = self.decim_log2
-        m.submodules.table = table = Memory(shape=signed(18), depth=1 << TABLE_BITS,
-                                            init=COS_TABLE.tolist())
-        rc = table.read_port()
-        rs = table.read_port()
         m.submodules.cordic = cordic = Cordic(width=cw, phase_bits=PHASE_FRAC,
                                               iterations=CORDIC_ITERATIONS)
         m.d.comb += [self.i.ready.eq(1), cordic.o.ready.eq(1)]
 
+        # Free-running pipeline, valid bits v1..v4 track the samples:
+        # t0 address (NCO phase), t2 table data (ROM with output register), t4 products.
         nco = Signal(32)
         addr = nco[32 - TABLE_BITS:]
         take = self.i.valid
-        m.d.comb += [rc.addr.eq(addr), rs.addr.eq(addr - (1 << (TABLE_BITS - 2))),
-                     rc.en.eq(take), rs.en.eq(take)]
-        xd = Signal(signed(aw))
-        v1 = Signal()
-        v2 = Signal()
-        v3 = Signal()
-        m.d.sync += [v1.eq(take), v2.eq(v1), v3.eq(v2)]
+        cos_d, sin_d = rom2x18(m, COS_TABLE, addr, addr - (1 << (TABLE_BITS - 2)),
+                               primitive=self.dsp_primitive, name="table")
+        x0 = Signal(signed(aw))
+        x1 = Signal(signed(aw))
+        v = [Signal(name=f"v{k}") for k in range(1, 5)]
+        m.d.sync += [x0.eq(self.i.payload), x1.eq(x0), v[0].eq(take), v[1].eq(v[0]),
+                     v[2].eq(v[1]), v[3].eq(v[2])]
         with m.If(take):
-            m.d.sync += [nco.eq(nco + self.ftw), xd.eq(self.i.payload)]
-        # products two cycles after the table read (MULT18X18D operand + product registers)
+            m.d.sync += nco.eq(nco + self.ftw)
         pw = 36
-        pi = mult18(m, xd, rc.data, primitive=self.dsp_primitive, name="mix_i")
-        pq = mult18(m, xd, rs.data, primitive=self.dsp_primitive, name="mix_q")
+        pi = mult18(m, x1, cos_d, primitive=self.dsp_primitive, name="mix_i")
+        pq = mult18(m, x1, sin_d, primitive=self.dsp_primitive, name="mix_q")
         aw_acc = pw + r_log2 + 1
         acc_i = Signal(signed(aw_acc))
         acc_q = Signal(signed(aw_acc))
@@ -208,7 +205,7 @@ class PhaseDetector(wiring.Component):
         si = Signal(signed(aw_acc))
         sq = Signal(signed(aw_acc))
         m.d.sync += dump.eq(0)
-        with m.If(v3):
+        with m.If(v[3]):
             last = (cnt == (1 << r_log2) - 1) if r_log2 else 1
             with m.If(last):
                 m.d.sync += [si.eq(acc_i + pi), sq.eq(acc_q - pq), acc_i.eq(0), acc_q.eq(0),
