@@ -12,8 +12,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..regs import Access
 
-__all__ = ["rom2x18", "ROM_LATENCY", "mult18", "MULT_LATENCY", "sat", "sat_int", "wrap_int",
-           "reg_members", "prefixed", "forward_registers", "check_int"]
+__all__ = ["rom2x18", "dp16kd_initvals", "ROM_LATENCY", "mult18", "MULT_LATENCY", "sat",
+           "sat_int", "wrap_int", "reg_members", "prefixed", "forward_registers", "check_int"]
 
 
 #: cycles from the operands to the product of :func:`mult18`.
@@ -62,6 +62,23 @@ def mult18(m, a, b, *, primitive, name):
 ROM_LATENCY = 2
 
 
+def dp16kd_initvals(table):
+    """``{"INITVAL_00": int, ...}`` of a 1024 x 18 DP16KD holding ``table``.
+
+    Each of the 64 parameters is 320 bits: 16 words of 20 bits, the 18-bit two's complement
+    value in the low bits of each word (the layout yosys writes for an inferred 1024 x 18 RAM).
+    """
+    if len(table) != 1024:
+        raise ValueError(f"table must have 1024 entries, not {len(table)!r}")
+    out = {}
+    for k in range(64):
+        v = 0
+        for i in range(16):
+            v |= (int(table[16 * k + i]) & 0x3FFFF) << (20 * i)
+        out[f"INITVAL_{k:02X}"] = v
+    return out
+
+
 def rom2x18(m, table, addr_a, addr_b, *, primitive, name):
     """Two read ports of a 1024 x 18 ROM, data two cycles after the address (free running).
 
@@ -82,11 +99,8 @@ def rom2x18(m, table, addr_a, addr_b, *, primitive, name):
                       p_RESETMODE="SYNC",
                       i_CLKA=ClockSignal(), i_CLKB=ClockSignal(), i_CEA=1, i_CEB=1,
                       i_OCEA=1, i_OCEB=1, i_RSTA=0, i_RSTB=0, i_WEA=0, i_WEB=0)
-        for k in range(64):      # INITVAL_xx: 16 words of 20 bits, data in the low 18 bits
-            v = 0
-            for i in range(16):
-                v |= (int(table[16 * k + i]) & 0x3FFFF) << (20 * i)
-            params[f"p_INITVAL_{k:02X}"] = Const(v, 320)
+        for key, v in dp16kd_initvals(table).items():
+            params[f"p_{key}"] = Const(v, 320)
         for port, addr, data in (("A", addr_a, da), ("B", addr_b, db)):
             for i in range(3):
                 params[f"i_CS{port}{i}"] = 0
