@@ -445,7 +445,9 @@ class NetStack(wiring.Component):
     Members
     -------
     rx : In(stream.Signature(Octet))       received frames (from :class:`~.mac.MacRx`).
-    tx : Out(stream.Signature(Octet))      frames to send (to :class:`~.mac.MacTx`).
+    tx : Out(stream.Signature(Octet))      frames to send (to :class:`~.mac.MacTx`); the
+                                           consumer must take one byte per cycle once it has
+                                           taken a frame's first byte (as the MAC does).
     reg_rx : Out(stream.Signature(8))      request bytes to the node's bridge.
     reg_tx : In(stream.Signature(8))       response bytes from the node's bridge.
     records : In(stream.Signature(64))     records to stream (opaque 64-bit words).
@@ -756,6 +758,8 @@ class NetStack(wiring.Component):
         rsp_done = (rlen >= 4) & (rlen == rsp_need)
 
         m.d.comb += [a_data.eq(hdr_byte), rxr.addr.eq(pos), rspr.addr.eq(pos - 42)]
+        mem_q = Signal(8)
+        m.d.sync += mem_q.eq(Mux(r_kind == 1, rxr.data, rspr.data))
 
         with m.FSM(name="reply"):
             with m.State("IDLE"):
@@ -795,10 +799,13 @@ class NetStack(wiring.Component):
             with m.State("SEND"):
                 hdr_len = Mux(r_kind == 0, 42, Mux(r_kind == 1, 38, 42))
                 end = Mux(r_kind == 0, 41, Mux(r_kind == 1, r_ip_total + 13, rlen + 41))
+                # Payload bytes come from a memory through one more register (mem_q): the read
+                # is issued two bytes ahead. This relies on the consumer taking one byte per
+                # cycle from the middle of the header on, which MacTx does once a frame started.
                 m.d.comb += [a_valid.eq(1), a_last.eq(pos == end),
-                             rxr.addr.eq(pos + a_fire), rspr.addr.eq(pos + a_fire - 42)]
+                             rxr.addr.eq(pos + 2), rspr.addr.eq(pos + 2 - 42)]
                 with m.If(pos >= hdr_len):
-                    m.d.comb += a_data.eq(Mux(r_kind == 1, rxr.data, rspr.data))
+                    m.d.comb += a_data.eq(mem_q)
                 with m.If(a_fire):
                     m.d.sync += pos.eq(pos + 1)
                     with m.If(a_last):
@@ -835,6 +842,7 @@ class NetStack(wiring.Component):
         spos = Signal(range(42 + STREAM_HEADER_BYTES + 1))
         rec_i = Signal(range(self.records_per_datagram + 1))
         rbyte = Signal(3)
+        rec_sr = Signal(64)
         wait_t = Signal(range(self.flush_cycles + 1))
         hdr_fields = Signal(StreamHeader)
         s_csum = _Checksum(m, "stream", _ipv4_words(s_total, Const(PROTO_UDP, 8), self.ip,
@@ -882,35 +890,45 @@ class NetStack(wiring.Component):
                 with m.If(b_fire):
                     m.d.sync += spos.eq(spos + 1)
                     with m.If(spos == 42 + STREAM_HEADER_BYTES - 1):
+                        # The first record goes into a shift register (no memory-to-output path).
+                        m.d.sync += rec_sr.eq(rfifo.r_data)
+                        m.d.comb += rfifo.r_en.eq(1)
                         m.next = "RECORDS"
             with m.State("RECORDS"):
-                m.d.comb += [b_valid.eq(1), b_data.eq(rfifo.r_data.word_select(rbyte, 8)),
+                m.d.comb += [b_valid.eq(1), b_data.eq(rec_sr[:8]),
                              b_last.eq((rec_i == n_rec - 1) & (rbyte == 7))]
                 with m.If(b_fire):
-                    m.d.sync += rbyte.eq(rbyte + 1)
+                    m.d.sync += [rbyte.eq(rbyte + 1), rec_sr.eq(rec_sr >> 8)]
                     with m.If(rbyte == 7):
-                        m.d.comb += rfifo.r_en.eq(1)
                         m.d.sync += rec_i.eq(rec_i + 1)
+                        with m.If(~b_last):
+                            m.d.sync += rec_sr.eq(rfifo.r_data)
+                            m.d.comb += rfifo.r_en.eq(1)
                     with m.If(b_last):
                         m.d.sync += [seq.eq(seq + 1), first_index.eq(first_index + n_rec),
                                      bump("stream_datagrams")]
                         m.next = "IDLE"
 
         # ---------------------------------------------------------------- transmit arbiter
-        m.submodules.tx_skid = tx_skid = SkidBuffer(Octet)
-        wiring.connect(m, tx_skid.o, wiring.flipped(self.tx))
-        txi = tx_skid.i
+        # Each engine's bytes pass a registered stage, then a frame-level arbiter picks one.
+        m.submodules.skid_a = skid_a = SkidBuffer(Octet)
+        m.submodules.skid_b = skid_b = SkidBuffer(Octet)
+        m.d.comb += [skid_a.i.valid.eq(a_valid), skid_a.i.payload.data.eq(a_data),
+                     skid_a.i.payload.last.eq(a_last), a_ready.eq(skid_a.i.ready),
+                     skid_b.i.valid.eq(b_valid), skid_b.i.payload.data.eq(b_data),
+                     skid_b.i.payload.last.eq(b_last), b_ready.eq(skid_b.i.ready)]
+        ao, bo, tx = skid_a.o, skid_b.o, self.tx
         grant_b = Signal()
         busy_tx = Signal()
-        sel_b = Mux(busy_tx, grant_b, ~a_valid & b_valid)
+        sel_b = Mux(busy_tx, grant_b, ~ao.valid & bo.valid)
         m.d.comb += [
-            txi.valid.eq(Mux(sel_b, b_valid, a_valid)),
-            txi.payload.data.eq(Mux(sel_b, b_data, a_data)),
-            txi.payload.last.eq(Mux(sel_b, b_last, a_last)),
-            txi.payload.first.eq(~busy_tx),
-            a_ready.eq(txi.ready & ~sel_b),
-            b_ready.eq(txi.ready & sel_b),
+            tx.valid.eq(Mux(sel_b, bo.valid, ao.valid)),
+            tx.payload.data.eq(Mux(sel_b, bo.payload.data, ao.payload.data)),
+            tx.payload.last.eq(Mux(sel_b, bo.payload.last, ao.payload.last)),
+            tx.payload.first.eq(~busy_tx),
+            ao.ready.eq(tx.ready & ~sel_b),
+            bo.ready.eq(tx.ready & sel_b),
         ]
-        with m.If(txi.valid & txi.ready):
-            m.d.sync += [busy_tx.eq(~txi.payload.last), grant_b.eq(sel_b)]
+        with m.If(tx.valid & tx.ready):
+            m.d.sync += [busy_tx.eq(~tx.payload.last), grant_b.eq(sel_b)]
         return m
