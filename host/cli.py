@@ -15,6 +15,7 @@ COMMANDS = {
     "keyrate": "combkey.keyrate.cli:keyrate",
     "version": "combkey.cli_core:version",
     "bench": "combkey.bench:bench",
+    "session": "combkey.session:session",
     "stream": "combkey.udp:stream",
     "netsim": "combkey.netsim:netsim",
     "regmap": "combkey.cli_core:regmap",

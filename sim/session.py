@@ -54,7 +54,7 @@ key; :func:`iid_settings` gives an i.i.d. stand-in).
 
 ``ChannelRecord``: ``protocol``, ``channel``, ``pulses`` (quantum windows), ``sent`` (dict
 ``(a, b) -> int`` windows per class pair), ``x11_pass_sent`` (SNS: ``(x1, x1)`` windows whose
-phases pass :func:`phase_pass` with Charlie's estimate), ``events`` (structured array
+phases pass :func:`phase_pass` with Charlie's estimate), ``phase_slices`` (M), ``events`` (structured array
 :data:`EVENT_DTYPE`, sorted by slot, one row per announced effective event: ``slot``, ``a_cls``,
 ``b_cls``, ``a_bit``, ``b_bit``, ``a_phase``, ``b_phase``, ``outcome`` (SNS: 0 = only D0,
 1 = only D1; MDI: the Bell-state outcome label 0/1, both |Psi->), ``psi`` (Charlie's phase
@@ -176,6 +176,7 @@ class ChannelRecord:
     events: np.ndarray
     x11_pass_sent: int = 0
     mode: str = "fast"
+    phase_slices: int = 16
 
 
 # ---------------------------------------------------------------------------- physics
@@ -282,6 +283,14 @@ def _sample_sns_events(link, mu_a, mu_b, n, rng, want_pass=None):
     """Sample ``n`` effective-event attributes of a pair (rejection; see module docstring)."""
     M = link.phase_slices
     sr, se = link.phase.sigma_residual, link.phase.estimate_noise_rad
+    if want_pass is None and (mu_a == 0 or mu_b == 0):
+        # no interference: phases, residual and estimate independent of the click, and the two
+        # detectors equally likely
+        ka = rng.integers(0, M, n)
+        kb = rng.integers(0, M, n)
+        psi = (rng.normal(0, sr, n) if sr > 0 else np.zeros(n)) + (
+            rng.normal(0, se, n) if se > 0 else 0.0)
+        return ka, kb, psi, rng.random(n) < 0.5
     phis = np.linspace(0, 2 * np.pi, 721)
     e0, e1 = sns_clicks(link.eta_arm, mu_a, mu_b, phis, link.p_noise)
     wmax = float(np.max(e0 + e1)) * 1.0001 + 1e-300
@@ -382,7 +391,8 @@ def simulate_fast(link, pulses, rng, *, channel=0):
     events = events[rng.permutation(events.size)]
     events["slot"] = _unique_slots(events.size, pulses, rng)
     return ChannelRecord(protocol=link.protocol, channel=channel, pulses=pulses, sent=sent,
-                         events=events, x11_pass_sent=x11_pass, mode="fast")
+                         events=events, x11_pass_sent=x11_pass, mode="fast",
+                         phase_slices=link.phase_slices)
 
 
 def _check_pulses(pulses):
@@ -489,4 +499,5 @@ def simulate_exact(link, pulses, rng, settings_a, settings_b, *, channel=0, chun
     sent_d = {(a, b): int(sent[i * C + j]) for i, a in enumerate(names)
               for j, b in enumerate(names)}
     return ChannelRecord(protocol=link.protocol, channel=channel, pulses=quantum, sent=sent_d,
-                         events=events, x11_pass_sent=x11_pass, mode="exact")
+                         events=events, x11_pass_sent=x11_pass, mode="exact",
+                         phase_slices=link.phase_slices)

@@ -2,13 +2,13 @@
 
 Interface
 ---------
-``make_code(n, rate, *, seed=0) -> scipy.sparse.csr_matrix``
-    Parity-check matrix ``H`` (``m x n``, ``m = round(n (1 - rate))``) of an irregular LDPC code
+``make_code(n, m, *, seed=0) -> scipy.sparse.csr_matrix``
+    Parity-check matrix ``H`` (``m x n``, rate ``1 - m / n``) of an irregular LDPC code
     built from the node-perspective variable degree distribution :data:`VAR_DEGREES` by a random
     socket permutation (parallel edges removed), check degrees concentrated on two values.
     Deterministic for a given ``(n, rate, seed)`` and cached.
-``Reconciler(frame_bits=16384, rates=RATES, modulation=0.1, steps=5, max_iter=60,
-bp_method="product_sum", seed=0)``
+``Reconciler(frame_bits=16384, modulation=0.3, steps=5, max_iter=60, bp_method="product_sum",
+f_start=1.15, seed=0)``
     ``reconcile(alice_bits, bob_bits, qber_hint, channel, *, alice="alice", bob="bob",
     rng=None) -> ECResult`` runs the protocol over a :class:`~combkey.distill.channel.
     ClassicalChannel`: Alice sends syndromes, Bob decodes with the ``ldpc`` package's
@@ -18,13 +18,15 @@ bp_method="product_sum", seed=0)``
     returned.
 
 Blind rate adaptation (Martinez-Mateo, Elkouss, Martin, "Blind reconciliation", QIC 12, 791
-(2012)): each frame of ``n`` code bits carries ``k = n - d`` key bits and ``d = modulation * n``
-filler bits that Alice draws at random. Every attempt starts with all ``d`` filler positions
+(2012)): each frame of ``n`` code bits carries ``k = n - d`` key bits and ``d`` filler bits that
+Alice draws at random, ``d ~ modulation * n h(qber_hint)`` (at least 8), so that the blind steps
+span about ``modulation`` in ``f``. Every attempt starts with all ``d`` filler positions
 punctured (Bob gives them probability 1/2); after a failed decoding Alice reveals the values of
 ``d / steps`` more filler positions (they become shortened, probability ~0), and Bob decodes
 again. After ``steps`` failures Alice sends the frame's key bits in the clear (the frame is then
-fully leaked, never dropped). The code of each frame is the one of :data:`RATES` whose first
-attempt has ``f = (m - d) / (k h(qber_hint))`` closest to ``f_start`` from above.
+fully leaked, never dropped). The code (rate adaptation by a family of codes) has
+``m = f_start k h(qber_hint) + d`` checks rounded up to a multiple of 16, so the first attempt
+has ``f ~ f_start`` (codes are built on demand and cached).
 
 Leakage accounting (per frame): ``m - p`` bits, where ``p`` is the number of filler positions
 still punctured when decoding succeeded (the syndrome's ``m`` bits minus the entropy of the
@@ -46,10 +48,8 @@ import scipy.sparse as sp
 
 from .channel import Bits
 
-__all__ = ["make_code", "Reconciler", "ECResult", "RATES", "VAR_DEGREES", "h2"]
+__all__ = ["make_code", "Reconciler", "ECResult", "VAR_DEGREES", "h2"]
 
-#: Mother-code rates available to the rate selection.
-RATES = (0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97)
 #: Node-perspective variable degree distribution ``{degree: fraction of variable nodes}``.
 VAR_DEGREES = {3: 0.5, 4: 0.5}
 
@@ -62,14 +62,13 @@ def h2(x):
 
 
 @functools.lru_cache(maxsize=64)
-def make_code(n, rate, *, seed=0):
-    """Return the parity-check matrix of the ``(n, rate)`` code (see module docstring)."""
+def make_code(n, m, *, seed=0):
+    """Return the ``m x n`` parity-check matrix (see module docstring)."""
     if not isinstance(n, int) or n < 64:
         raise ValueError(f"n must be an integer >= 64, not {n!r}")
-    if not 0 < rate < 1:
-        raise ValueError(f"rate must be in (0, 1), not {rate!r}")
-    m = int(round(n * (1 - rate)))
-    rng = np.random.default_rng([seed, n, int(rate * 1e6)])
+    if not isinstance(m, int) or not 0 < m < n:
+        raise ValueError(f"m must be an integer in (0, n), not {m!r}")
+    rng = np.random.default_rng([seed, n, m])
     degs = np.array(sorted(VAR_DEGREES))
     counts = np.floor(np.array([VAR_DEGREES[d] for d in degs]) * n).astype(int)
     counts[0] += n - counts.sum()
@@ -117,21 +116,19 @@ class ECResult:
 class Reconciler:
     """Blind LDPC reconciliation (module docstring)."""
 
-    def __init__(self, frame_bits=16384, rates=RATES, modulation=0.1, steps=5, max_iter=60,
-                 bp_method="product_sum", f_start=1.0, seed=0):
+    def __init__(self, frame_bits=16384, modulation=0.3, steps=5, max_iter=60,
+                 bp_method="product_sum", f_start=1.15, seed=0):
         if not isinstance(frame_bits, int) or frame_bits < 256:
             raise ValueError(f"frame_bits must be an integer >= 256, not {frame_bits!r}")
-        if not 0 <= modulation < 0.5:
-            raise ValueError(f"modulation must be in [0, 0.5), not {modulation!r}")
+        if not 0 <= modulation <= 1:
+            raise ValueError(f"modulation must be in [0, 1], not {modulation!r}")
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be a positive integer, not {steps!r}")
         if bp_method not in ("product_sum", "minimum_sum"):
             raise ValueError(f"bp_method must be 'product_sum' or 'minimum_sum', "
                              f"not {bp_method!r}")
         self.n = frame_bits
-        self.rates = tuple(sorted(rates))
-        self.d = int(round(modulation * frame_bits))
-        self.k = frame_bits - self.d
+        self.modulation = modulation
         self.steps = steps
         self.max_iter = max_iter
         self.bp_method = bp_method
@@ -140,25 +137,23 @@ class Reconciler:
         self._decoders = {}
 
     # -------------------------------------------------------------- code selection
-    def choose_rate(self, qber):
-        """Return the mother-code rate for an estimated QBER (module docstring)."""
-        h = max(h2(min(max(qber, 1e-4), 0.5)), 1e-9)
-        best = self.rates[0]
-        for r in self.rates:  # ascending: highest rate whose first attempt has f >= f_start
-            m = self.n - r * self.n
-            if (m - self.d) / (self.k * h) >= self.f_start:
-                best = r
-        return best
+    def layout(self, qber):
+        """Return ``(m, d)``: checks and filler bits per frame for an estimated QBER."""
+        h = h2(min(max(qber, 1e-4), 0.45))
+        n = self.n
+        d = max(8, int(round(self.modulation * n * h)))
+        k = n - d
+        m = int(math.ceil((self.f_start * k * h + d) / 16.0) * 16)
+        return min(m, n - 16), d
 
-    def _decoder(self, rate):
-        dec = self._decoders.get(rate)
-        if dec is None:
-            H = make_code(self.n, rate, seed=self.seed)
+    def _decoder(self, m):
+        got = self._decoders.get(m)
+        if got is None:
+            H = make_code(self.n, m, seed=self.seed)
             dec = ldpc.BpDecoder(H, error_rate=0.01, max_iter=self.max_iter,
                                  bp_method=self.bp_method, schedule="parallel")
-            self._decoders[rate] = (H, dec)
-            dec = self._decoders[rate]
-        return dec
+            got = self._decoders[m] = (H, dec)
+        return got
 
     # -------------------------------------------------------------- protocol
     def reconcile(self, alice_bits, bob_bits, qber_hint, channel, *, alice="alice", bob="bob",
@@ -176,9 +171,10 @@ class Reconciler:
         out = np.empty_like(b)
         res = ECResult(bob_corrected=out, n_bits=total, errors_corrected=0, leak_bits=0,
                        frames=0)
-        rate = self.choose_rate(qber_hint)
-        H, dec = self._decoder(rate)
-        n, d, k = self.n, self.d, self.k
+        m, d = self.layout(qber_hint)
+        H, dec = self._decoder(m)
+        n = self.n
+        k = n - d
         # fixed layout: filler positions spread over the frame (same for every frame)
         filler = np.sort(np.random.default_rng([self.seed, n, d]).choice(n, d, replace=False))
         keypos = np.setdiff1d(np.arange(n), filler)
@@ -187,7 +183,7 @@ class Reconciler:
             chunk = slice(start, min(start + k, total))
             kb = chunk.stop - chunk.start
             res.frames += 1
-            res.rates_used[rate] = res.rates_used.get(rate, 0) + 1
+            res.rates_used[1 - m / n] = res.rates_used.get(1 - m / n, 0) + 1
             # --- Alice: frame = key bits + random filler (short frames padded with shortened 0s)
             xa = np.zeros(n, np.uint8)
             xa[keypos[:kb]] = a[chunk]
