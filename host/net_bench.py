@@ -3,7 +3,7 @@ loopback) and fmax / utilisation of the MAC + IP/UDP stack on the LFE5UM5G-85F.
 
 Figures
 -------
-* ``sim_*``: :class:`~combkey.gateware.net.stack.NetStack` + :class:`~combkey.gateware.net.mac.MacTx`
+* ``sim_*``: :class:`~combkey.gateware.net.stack.NetStack` + :class:`~.mac.MacTx`
   in the Amaranth simulator with records always available; the wire time of ``N`` full
   datagrams is measured on ``tx_en`` (preamble to the end of the inter-frame gap) and turned into
   records/s and Mbit/s of record payload at 125 MHz (1000BASE-T), and a fraction of the line
