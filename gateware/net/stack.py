@@ -563,8 +563,9 @@ class NetStack(wiring.Component):
                 m.d.sync += sig.eq(Cat(byte, sig[:-8]))
 
         decide = Signal()
-        m.d.sync += decide.eq(0)
-        m.d.comb += rx.ready.eq(~decide)
+        decide2 = Signal()
+        m.d.sync += [decide.eq(0), decide2.eq(decide)]
+        m.d.comb += rx.ready.eq(~decide & ~decide2)
         fire = rx.valid & rx.ready
         mac_byte = Signal(8)
         _byte_mux(m, Mux(rx.payload.first, 0, idx), _be(self.mac, 6), mac_byte)
@@ -642,64 +643,110 @@ class NetStack(wiring.Component):
                 m.d.sync += stmts
                 m.d.comb += [start_reply.eq(1), start_kind.eq(kind)]
 
-        with m.If(decide):
-            with m.If(last_err == RxError.FCS):
+        # Decision, in two steps after the last byte: every test is registered (c_*), then the
+        # tests are ranked (the frame's fields stay put: rx.ready is low meanwhile).
+        behind = Signal(8)
+        m.d.comb += behind.eq(last_rseq - Mux(udp_len > 9, p_rseq, 0))
+        c_fcs = Signal(name="c_fcs")
+        m.d.sync += c_fcs.eq(last_err == RxError.FCS)
+        c_short = Signal(name="c_short")
+        m.d.sync += c_short.eq((last_err == RxError.SHORT) | (length < 60) | overlong)
+        c_not_for_us = Signal(name="c_not_for_us")
+        m.d.sync += c_not_for_us.eq(~dst_ours & ~dst_bcast)
+        c_arp = Signal(name="c_arp")
+        m.d.sync += c_arp.eq(p_type == ETH_ARP)
+        c_arp_bad = Signal(name="c_arp_bad")
+        m.d.sync += c_arp_bad.eq(p_arp_hdr != 0x0001_0800_0604_0001)
+        c_tpa_foreign = Signal(name="c_tpa_foreign")
+        m.d.sync += c_tpa_foreign.eq(p_tpa != self.ip)
+        c_not_ipv4 = Signal(name="c_not_ipv4")
+        m.d.sync += c_not_ipv4.eq(p_type != ETH_IPV4)
+        c_bcast = Signal(name="c_bcast")
+        m.d.sync += c_bcast.eq(~dst_ours)
+        c_vihl_bad = Signal(name="c_vihl_bad")
+        m.d.sync += c_vihl_bad.eq(p_vihl != 0x45)
+        c_csum_bad = Signal(name="c_csum_bad")
+        m.d.sync += c_csum_bad.eq(~ip_csum_ok)
+        c_ip_foreign = Signal(name="c_ip_foreign")
+        m.d.sync += c_ip_foreign.eq(p_dst_ip != self.ip)
+        c_frag = Signal(name="c_frag")
+        m.d.sync += c_frag.eq(p_frag[:14] != 0)
+        c_total_bad = Signal(name="c_total_bad")
+        m.d.sync += c_total_bad.eq((p_total < 28) | (p_total > length - 14))
+        c_icmp = Signal(name="c_icmp")
+        m.d.sync += c_icmp.eq(p_proto == PROTO_ICMP)
+        c_icmp_other = Signal(name="c_icmp_other")
+        m.d.sync += c_icmp_other.eq((icmp_type != 8) | (icmp_code != 0))
+        c_not_udp = Signal(name="c_not_udp")
+        m.d.sync += c_not_udp.eq(p_proto != PROTO_UDP)
+        c_udp_len_bad = Signal(name="c_udp_len_bad")
+        m.d.sync += c_udp_len_bad.eq((udp_len < 8) | (udp_len > p_total - 20))
+        c_stream = Signal(name="c_stream")
+        m.d.sync += c_stream.eq(udp_dport == self.stream_port)
+        c_udp_empty = Signal(name="c_udp_empty")
+        m.d.sync += c_udp_empty.eq(udp_len == 8)
+        c_cmd_ok = Signal(name="c_cmd_ok")
+        m.d.sync += c_cmd_ok.eq((p_cmd == STREAM_START) | (p_cmd == STREAM_STOP))
+        c_not_reg = Signal(name="c_not_reg")
+        m.d.sync += c_not_reg.eq(udp_dport != self.reg_port)
+        c_stale = Signal(name="c_stale")
+        m.d.sync += c_stale.eq(last_valid & (last_sport == udp_sport) & (behind != 0) &
+                               ~behind[7])
+        with m.If(decide2):
+            with m.If(c_fcs):
                 m.d.sync += bump("bad_fcs")
-            with m.Elif((last_err == RxError.SHORT) | (length < 60) | overlong):
+            with m.Elif(c_short):
                 m.d.sync += bump("truncated")
             with m.Else():
                 m.d.sync += bump("rx_frames")
-                with m.If(~dst_ours & ~dst_bcast):
+                with m.If(c_not_for_us):
                     m.d.sync += bump("foreign_mac")
-                with m.Elif(p_type == ETH_ARP):
-                    with m.If(p_arp_hdr != 0x0001_0800_0604_0001):
+                with m.Elif(c_arp):
+                    with m.If(c_arp_bad):
                         m.d.sync += bump("unsupported")
-                    with m.Elif(p_tpa != self.ip):
+                    with m.Elif(c_tpa_foreign):
                         m.d.sync += bump("foreign_ip")
                     with m.Else():
                         reply(0)
                         m.d.sync += [r_mac.eq(p_sha), r_ip.eq(p_spa)]
-                with m.Elif(p_type != ETH_IPV4):
+                with m.Elif(c_not_ipv4):
                     m.d.sync += bump("unsupported")
-                with m.Elif(~dst_ours):
+                with m.Elif(c_bcast):
                     m.d.sync += bump("foreign_mac")
-                with m.Elif(p_vihl != 0x45):
+                with m.Elif(c_vihl_bad):
                     m.d.sync += bump("unsupported")
-                with m.Elif(~ip_csum_ok):
+                with m.Elif(c_csum_bad):
                     m.d.sync += bump("bad_ip_checksum")
-                with m.Elif(p_dst_ip != self.ip):
+                with m.Elif(c_ip_foreign):
                     m.d.sync += bump("foreign_ip")
-                with m.Elif(p_frag[:14] != 0):
+                with m.Elif(c_frag):
                     m.d.sync += bump("unsupported")
-                with m.Elif((p_total < 28) | (p_total > length - 14)):
+                with m.Elif(c_total_bad):
                     m.d.sync += bump("truncated")
-                with m.Elif(p_proto == PROTO_ICMP):
-                    with m.If((icmp_type != 8) | (icmp_code != 0)):
+                with m.Elif(c_icmp):
+                    with m.If(c_icmp_other):
                         m.d.sync += bump("unsupported")
                     with m.Else():
                         reply(1)
-                with m.Elif(p_proto != PROTO_UDP):
+                with m.Elif(c_not_udp):
                     m.d.sync += bump("unsupported")
-                with m.Elif((udp_len < 8) | (udp_len > p_total - 20)):
+                with m.Elif(c_udp_len_bad):
                     m.d.sync += bump("truncated")
-                with m.Elif(udp_dport == self.stream_port):
-                    with m.If(udp_len == 8):
+                with m.Elif(c_stream):
+                    with m.If(c_udp_empty):
                         m.d.sync += bump("truncated")
-                    with m.Elif((p_cmd == STREAM_START) | (p_cmd == STREAM_STOP)):
+                    with m.Elif(c_cmd_ok):
                         m.d.sync += [s_pending.eq(1), s_cmd_start.eq(p_cmd == STREAM_START),
                                      s_new_mac.eq(p_src_mac), s_new_ip.eq(p_src_ip),
                                      s_new_port.eq(udp_sport)]
                     with m.Else():
                         m.d.sync += bump("unsupported")
-                with m.Elif(udp_dport != self.reg_port):
+                with m.Elif(c_not_reg):
                     m.d.sync += bump("wrong_port")
                 with m.Else():
-                    behind = Signal(8)
-                    m.d.comb += behind.eq(last_rseq - Mux(udp_len > 9, p_rseq, 0))
                     with m.If(frame_locked):
                         m.d.sync += bump("busy")
-                    with m.Elif(last_valid & (last_sport == udp_sport) & (behind != 0) &
-                                ~behind[7]):
+                    with m.Elif(c_stale):
                         m.d.sync += bump("stale")
                     with m.Else():
                         reply(2)
