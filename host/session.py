@@ -44,12 +44,12 @@ import concurrent.futures as cf
 import json
 import math
 import time
-import tomllib
 import uuid
 from dataclasses import dataclass, field
 
 import click
 import numpy as np
+import tomllib
 
 __all__ = ["SessionConfig", "SessionError", "run_session", "session", "DEMO_PRESET",
            "build_link"]

@@ -107,7 +107,8 @@ class KeyStore:
         if session_id is not None:
             sql += " WHERE session_id = ?"
             args = (session_id,)
-        return [dict(zip(cols, r)) for r in self._db.execute(sql + " ORDER BY id", args)]
+        cur = self._db.execute(sql + " ORDER BY id", args)
+        return [dict(zip(cols, r, strict=True)) for r in cur]
 
     def close(self):
         """Close the database."""

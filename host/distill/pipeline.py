@@ -43,9 +43,10 @@ record plus what they received):
 
 ``ChannelResult`` fields: ``channel``, ``protocol``, ``aborted``, ``abort_reason``,
 ``sifted_bits`` (Z-Z events), ``qber_z`` (error rate of the reconciled bits; after AOPP for
-SNS with AOPP), ``qber_z_sifted`` (SNS: before AOPP; with AOPP estimated from the fraction ``d`` of pairs
-Alice discarded: Bob's group-0 error rate ``(d - e1) / (1 - 2 e1)`` with the group-1 rate
-``e1`` of the estimate, averaged over both groups), ``qber_x`` (SNS: post-selected X11; MDI: ``(x, x)``),
+SNS with AOPP), ``qber_z_sifted`` (SNS: before AOPP; with AOPP estimated from the fraction
+``d`` of pairs Alice discarded: Bob's group-0 error rate ``(d - e1) / (1 - 2 e1)`` with the
+group-1 rate ``e1`` of the estimate, averaged over both groups), ``qber_x`` (SNS:
+post-selected X11; MDI: ``(x, x)``),
 ``ec_bits``, ``ec_errors``, ``ec_leak_bits``, ``ec_efficiency``, ``verification_failed``,
 ``final_key_bits``, ``key_alice``, ``key_bob`` (0/1 arrays, empty when aborted),
 ``key_result`` (:class:`combkey.keyrate.KeyResult` of step 7), ``epsilon`` (its
@@ -63,7 +64,7 @@ from ..keyrate import sns as ksns
 from ..sim.session import MDI_CLASSES, SNS_CLASSES, phase_pass
 from .cascade import cascade_reconcile
 from .channel import Bits
-from .ec import Reconciler, h2
+from .ec import Reconciler
 from .toeplitz import seed_length, toeplitz_hash
 
 __all__ = ["DistillConfig", "ChannelResult", "distill_channel"]
