@@ -56,10 +56,11 @@ key; :func:`iid_settings` gives an i.i.d. stand-in).
 ``(a, b) -> int`` windows per class pair), ``x11_pass_sent`` (SNS: ``(x1, x1)`` windows whose
 phases pass :func:`phase_pass` with Charlie's estimate), ``phase_slices`` (M), ``events``
 (structured array :data:`EVENT_DTYPE`, sorted by slot, one row per announced effective
-event: ``slot``, ``a_cls``, ``b_cls``, ``a_bit``, ``b_bit``, ``a_phase``, ``b_phase``, ``outcome`` (SNS: 0 = only D0,
-1 = only D1; MDI: the Bell-state outcome label 0/1, both |Psi->), ``psi`` (Charlie's phase
-estimate, rad)). Alice's host sees the ``a_*`` columns, Bob's the ``b_*`` columns, both see the
-announcement (``slot``, ``outcome``, ``psi``). SNS bits: Alice 1 = sent (``zs``), Bob 0 = sent.
+event: ``slot``, ``a_cls``, ``b_cls``, ``a_bit``, ``b_bit``, ``a_phase``, ``b_phase``,
+``outcome`` (SNS: 0 = only D0, 1 = only D1; MDI: the Bell-state outcome label 0/1, both
+|Psi->), ``psi`` (Charlie's phase estimate, rad)). Alice's host sees the ``a_*`` columns,
+Bob's the ``b_*`` columns, both see the announcement (``slot``, ``outcome``, ``psi``).
+SNS bits: Alice 1 = sent (``zs``), Bob 0 = sent.
 """
 from __future__ import annotations
 
