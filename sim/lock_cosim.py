@@ -74,7 +74,7 @@ def default_setup(loop, **plant_overrides):
         flt = LoopFilterConfig(**pid_coefficients(0.8, 0.02), out_min=-32768, out_max=32767)
         mon = LockMonitorConfig(threshold=5215, lock_samples=64, unlock_samples=64,
                                 capture_samples=16, acquire_timeout=1500, sweep_enable=1,
-                                sweep_step=3, sweep_min=-30000, sweep_max=30000)
+                                sweep_step=6, sweep_min=-30000, sweep_max=30000)
         return LoopSetup(loop, LoopCoreConfig(flt, mon), plant, dict(ftw=OPLL_FTW))
     if loop == "reprate":
         plant = dataclasses.replace(MicroringParams(), **plant_overrides)

@@ -2,8 +2,11 @@
 
 Per error sample ``e`` (with ``act``, the loop filter's current output):
 
-* ``in = |e| <= threshold``; ``in_run`` / ``out_run`` count consecutive in / out samples
-  (saturating at 65535).
+* ``in = |e| <= threshold``; ``in_run`` counts consecutive in samples; ``out_run`` counts out
+  samples since the last stretch of ``lock_samples`` consecutive in samples (both saturate at
+  65535). So a loop that slips, whose wrapped phase still passes through the window now and
+  then, is declared unlocked after ``unlock_samples`` out samples, while isolated noise samples
+  of a good lock are forgotten at the next in-lock stretch.
 * ``ACQUIRE`` (after reset, and after a capture): ``in_run >= lock_samples`` -> ``LOCKED``. With
   ``sweep_enable`` and ``acquire_timeout != 0``, ``acquire_timeout`` samples without locking
   start a sweep.
@@ -113,7 +116,11 @@ class LockMonitorModel:
         c = self.cfg
         inside = abs(err) <= c.threshold
         self.in_run = min(self.in_run + 1, RUN_MAX) if inside else 0
-        self.out_run = 0 if inside else min(self.out_run + 1, RUN_MAX)
+        if inside:
+            if self.in_run >= c.lock_samples:
+                self.out_run = 0
+        else:
+            self.out_run = min(self.out_run + 1, RUN_MAX)
         clear = False
         if self.state == LockState.ACQUIRE:
             self.acq_time = min(self.acq_time + 1, (1 << 32) - 1)
@@ -171,7 +178,8 @@ class LockMonitor(wiring.Component):
         return [
             Reg("threshold", ew - 1, doc="|error| <= threshold counts as in lock (error LSB)."),
             Reg("lock_samples", 16, reset=16, doc="Consecutive in-lock samples to declare lock."),
-            Reg("unlock_samples", 16, reset=16, doc="Consecutive out samples: loss of lock."),
+            Reg("unlock_samples", 16, reset=16,
+                doc="Out samples since the last in-lock stretch: loss of lock."),
             Reg("capture_samples", 16, reset=4, doc="Consecutive in samples ending a sweep."),
             Reg("acquire_timeout", 32, doc="Samples in ACQUIRE before sweeping (0: never)."),
             Reg("sweep_enable", 1, doc="1: relock by sweeping the actuator."),
@@ -221,10 +229,13 @@ class LockMonitor(wiring.Component):
                          up_hit.eq(up_next >= self.sweep_max),
                          dn_hit.eq(dn_next <= self.sweep_min)]
         # stage 3: run lengths and the acquisition timer
+        lock_m1 = Signal(signed(17))
+        m.d.sync += lock_m1.eq(self.lock_samples - 1)     # static register, precomputed
         with m.If(stage[2]):
             m.d.sync += [
                 in_run.eq(Mux(inside, Mux(in_run == RUN_MAX, RUN_MAX, in_run + 1), 0)),
-                out_run.eq(Mux(inside, 0, Mux(out_run == RUN_MAX, RUN_MAX, out_run + 1))),
+                out_run.eq(Mux(inside, Mux(in_run >= lock_m1, 0, out_run),
+                               Mux(out_run == RUN_MAX, RUN_MAX, out_run + 1))),
             ]
             with m.If(self.state == LockState.ACQUIRE):
                 m.d.sync += acq.eq(Mux(acq == (1 << 32) - 1, acq, acq + 1))
