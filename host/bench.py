@@ -20,6 +20,8 @@ BENCHES = {
     "pattern": "combkey.pattern:bench",
     "link": "combkey.device:bench_link",
     "keyrate": "combkey.keyrate.bench:run",
+    "distill": "combkey.distill.bench:run",
+    "session": "combkey.session:bench_run",
     "boards": "combkey.boards.bench:run",
     "tagger": "combkey.tagger:run",
     "loops": "combkey.loops:run",
