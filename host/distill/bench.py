@@ -71,9 +71,14 @@ def _pa_rows(quick):
 
 
 def _e2e_row(quick):
-    from ..session import DEMO_PRESET, SIM_DEFAULTS, build_link, resolve_protocol_parameters
-    from ..session import SessionConfig
     from ..keyrate import LinkParams
+    from ..session import (
+        DEMO_PRESET,
+        SIM_DEFAULTS,
+        SessionConfig,
+        build_link,
+        resolve_protocol_parameters,
+    )
     from ..sim.session import simulate_fast
     from .pipeline import DistillConfig, distill_channel
 
