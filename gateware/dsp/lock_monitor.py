@@ -24,7 +24,7 @@ Members
 -------
 i : In(stream.Signature({err: signed(err_width), act: signed(out_width)}))
     Ready when idle; the outputs below are updated :data:`LATENCY` cycles after the transfer,
-    when ``done`` pulses (a four-stage pipeline, one sample in flight, for >= 150 MHz).
+    when ``done`` pulses (a five-stage pipeline, one sample in flight, for >= 150 MHz).
 state : Out(2)       ``0`` ACQUIRE, ``1`` LOCKED, ``2`` SWEEP (also an R register).
 offset : Out(signed(out_width))
 hold, clear : Out(1)  Filter hold (in SWEEP) and the one-sample clear request, valid with
@@ -52,7 +52,7 @@ __all__ = ["LATENCY", "LockState", "LockMonitor", "LockMonitorConfig", "LockMoni
 
 RUN_MAX = (1 << 16) - 1
 #: cycles from the input transfer to ``done``.
-LATENCY = 5
+LATENCY = 6
 
 
 class LockState(enum.IntEnum):
@@ -199,7 +199,7 @@ class LockMonitor(wiring.Component):
         out_run = Signal(16)
         acq = Signal(32)
         up = Signal(init=1)
-        stage = Signal(4)          # one-hot pipeline position of the sample in flight
+        stage = Signal(5)          # one-hot pipeline position of the sample in flight
         m.d.comb += [self.i.ready.eq(stage == 0),
                      self.locked.eq(self.state == LockState.LOCKED),
                      self.hold.eq(self.state == LockState.SWEEP)]
@@ -217,18 +217,20 @@ class LockMonitor(wiring.Component):
             m.d.sync += [mag.eq(Mux(err < 0, -err, err)), entry.eq(self.offset + act),
                          up_next.eq(self.offset + self.sweep_step),
                          dn_next.eq(self.offset - self.sweep_step)]
-        # stage 2: in/out, clamps and sweep limit flags
+        # stage 2: comparisons, each the sign of one subtraction (a bare carry chain)
         inside = Signal()
-        entry_c = Signal(signed(ow))
+        entry_lt = Signal()
+        entry_gt = Signal()
         up_hit = Signal()
         dn_hit = Signal()
         with m.If(stage[1]):
-            m.d.sync += [inside.eq(mag <= self.threshold),
-                         entry_c.eq(Mux(entry < self.sweep_min, self.sweep_min,
-                                        Mux(entry > self.sweep_max, self.sweep_max, entry))),
-                         up_hit.eq(up_next >= self.sweep_max),
-                         dn_hit.eq(dn_next <= self.sweep_min)]
-        # stage 3: run lengths and the acquisition timer
+            m.d.sync += [inside.eq(~(self.threshold - mag)[-1]),
+                         entry_lt.eq((entry - self.sweep_min)[-1]),
+                         entry_gt.eq((self.sweep_max - entry)[-1]),
+                         up_hit.eq(~(up_next - self.sweep_max)[-1]),
+                         dn_hit.eq(~(self.sweep_min - dn_next)[-1])]
+        # stage 3: run lengths, acquisition timer, clamped entry point
+        entry_c = Signal(signed(ow))
         lock_m1 = Signal(signed(17))
         m.d.sync += lock_m1.eq(self.lock_samples - 1)     # static register, precomputed
         with m.If(stage[2]):
@@ -236,33 +238,45 @@ class LockMonitor(wiring.Component):
                 in_run.eq(Mux(inside, Mux(in_run == RUN_MAX, RUN_MAX, in_run + 1), 0)),
                 out_run.eq(Mux(inside, Mux(in_run >= lock_m1, 0, out_run),
                                Mux(out_run == RUN_MAX, RUN_MAX, out_run + 1))),
+                entry_c.eq(Mux(entry_lt, self.sweep_min,
+                               Mux(entry_gt, self.sweep_max, entry))),
             ]
             with m.If(self.state == LockState.ACQUIRE):
                 m.d.sync += acq.eq(Mux(acq == (1 << 32) - 1, acq, acq + 1))
+        # stage 4: decisions
+        f_lock = Signal()
+        f_unlock = Signal()
+        f_capture = Signal()
+        f_timeout = Signal()
+        with m.If(stage[3]):
+            m.d.sync += [f_lock.eq(in_run >= self.lock_samples),
+                         f_unlock.eq(out_run >= self.unlock_samples),
+                         f_capture.eq(in_run >= self.capture_samples),
+                         f_timeout.eq(self.sweep_enable & (self.acquire_timeout != 0)
+                                      & (acq >= self.acquire_timeout))]
 
-        # stage 4: state update
+        # stage 5: state update
         def enter_sweep():
             m.d.sync += [self.state.eq(LockState.SWEEP), self.clear.eq(1), up.eq(1),
                          self.sweep_count.eq(self.sweep_count + 1), self.offset.eq(entry_c)]
 
-        with m.If(stage[3]):
+        with m.If(stage[4]):
             m.d.sync += self.done.eq(1)
             with m.Switch(self.state):
                 with m.Case(LockState.ACQUIRE):
-                    with m.If(in_run >= self.lock_samples):
+                    with m.If(f_lock):
                         m.d.sync += self.state.eq(LockState.LOCKED)
-                    with m.Elif(self.sweep_enable & (self.acquire_timeout != 0)
-                                & (acq >= self.acquire_timeout)):
+                    with m.Elif(f_timeout):
                         enter_sweep()
                 with m.Case(LockState.LOCKED):
-                    with m.If(out_run >= self.unlock_samples):
+                    with m.If(f_unlock):
                         m.d.sync += self.loss_count.eq(self.loss_count + 1)
                         with m.If(self.sweep_enable):
                             enter_sweep()
                         with m.Else():
                             m.d.sync += [self.state.eq(LockState.ACQUIRE), acq.eq(0)]
                 with m.Default():
-                    with m.If(in_run >= self.capture_samples):
+                    with m.If(f_capture):
                         m.d.sync += [self.state.eq(LockState.ACQUIRE), acq.eq(0)]
                     with m.Elif(up):
                         with m.If(up_hit):
