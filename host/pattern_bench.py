@@ -74,7 +74,7 @@ def _host_figures(quick):
 
 def synth_top(channels, lanes):
     """Return an Amaranth component: ``channels`` generators of ``lanes`` lanes + bank."""
-    from amaranth.hdl import Module
+    from amaranth.hdl import Module, Signal
     from amaranth.lib import wiring
     from amaranth.lib.wiring import In, Out
 
@@ -82,19 +82,30 @@ def synth_top(channels, lanes):
     from combkey.gateware.regs import RegBus, RegisterBank, RegisterMap, connect_registers
 
     class Top(wiring.Component):
+        """One register bank per channel (``addr[8:]`` selects the channel), as a node with
+        one bank per block would; one shared bank of 16 channels makes an 800-deep read
+        mux chain that the WebAssembly yosys cannot traverse."""
+
         def __init__(self):
             self.gens = [PatternGenerator(GeneratorParams(lanes=lanes)) for _ in range(channels)]
-            self.regmap = RegisterMap([(f"pattern{i}", g.registers())
-                                       for i, g in enumerate(self.gens)])
+            self.maps = [RegisterMap([("pattern", g.registers())]) for g in self.gens]
             super().__init__({"bus": In(RegBus), "out": Out(channels)})
 
         def elaborate(self, platform):
             m = Module()
-            m.submodules.bank = bank = RegisterBank(self.regmap)
-            wiring.connect(m, wiring.flipped(self.bus), bank.bus)
-            for i, g in enumerate(self.gens):
+            sel = Signal(range(max(channels, 2)))
+            m.d.sync += sel.eq(self.bus.addr[8:])
+            for i, (g, regmap) in enumerate(zip(self.gens, self.maps, strict=True)):
+                m.submodules[f"bank{i}"] = bank = RegisterBank(regmap)
                 m.submodules[f"pattern{i}"] = g
-                connect_registers(m, bank, f"pattern{i}", g)
+                hit = self.bus.addr[8:] == i
+                m.d.comb += [bank.bus.addr.eq(self.bus.addr[:8]),
+                             bank.bus.w_data.eq(self.bus.w_data),
+                             bank.bus.w_en.eq(self.bus.w_en & hit),
+                             bank.bus.r_en.eq(self.bus.r_en & hit)]
+                with m.If(sel == i):
+                    m.d.comb += self.bus.r_data.eq(bank.bus.r_data)
+                connect_registers(m, bank, "pattern", g)
                 m.d.sync += self.out[i].eq(g.o.payload.as_value().xor() ^ g.o.valid)
             return m
     return Top()

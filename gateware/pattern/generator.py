@@ -494,10 +494,11 @@ class PatternGenerator(wiring.Component):
         m.d.comb += go.eq(run & ~start & Mux(qrng, 1, keyed))
         have = Signal()
         m.d.comb += have.eq(Mux(qrng, fifo.r_rdy, 1))
-        m.d.comb += fifo.r_en.eq(go & qrng)
+        # The pops are written out from registers only (equal to go & ... , shorter logic).
+        m.d.comb += fifo.r_en.eq(run & ~start & qrng)
         for s in range(2):
             for core in cores[s]:
-                m.d.comb += core.en.eq(go & ~qrng & (sel == s))
+                m.d.comb += core.en.eq(run & ~start & ~qrng & (sel == s) & ~pend[s])
         step = self.ref_phase[8:16]
 
         with m.If(start):
