@@ -794,6 +794,8 @@ class NetStack(wiring.Component):
         wiring.connect(m, feed_skid.o, wiring.flipped(self.reg_rx))
         feed = feed_skid.i
         feed_ptr = Signal(range(BUFFER_BYTES + 1))
+        feed_ptr_p1 = Signal(range(BUFFER_BYTES + 2))
+        feed_left = Signal(16)
         feed_fire = feed.valid & feed.ready
         got = self.reg_tx.valid & self.reg_tx.ready
         m.d.comb += [rspw.addr.eq(rlen), rspw.data.eq(self.reg_tx.payload),
@@ -806,6 +808,7 @@ class NetStack(wiring.Component):
 
         m.d.comb += [a_data.eq(hdr_byte), rxr.addr.eq(pos), rspr.addr.eq(pos - 42)]
         mem_q = Signal(8)
+        send_end = Signal(16)
         m.d.sync += mem_q.eq(Mux(r_kind == 1, rxr.data, rspr.data))
 
         with m.FSM(name="reply"):
@@ -820,14 +823,16 @@ class NetStack(wiring.Component):
                         m.next = "PREP"
             with m.State("PRIME"):
                 m.d.comb += rxr.addr.eq(feed_ptr)
+                m.d.sync += [feed_left.eq(r_total), feed_ptr_p1.eq(feed_ptr + 1)]
                 m.next = "FEED"
             with m.State("FEED"):
-                m.d.comb += [rxr.addr.eq(feed_ptr + feed_fire), self.reg_tx.ready.eq(1),
-                             feed.payload.eq(rxr.data)]
-                m.d.comb += feed.valid.eq(feed_ptr < 42 + r_total)
+                m.d.comb += [rxr.addr.eq(Mux(feed_fire, feed_ptr_p1, feed_ptr)),
+                             self.reg_tx.ready.eq(1), feed.payload.eq(rxr.data)]
+                m.d.comb += feed.valid.eq(feed_left != 0)
                 with m.If(feed_fire):
-                    m.d.sync += feed_ptr.eq(feed_ptr + 1)
-                with m.If(feed_ptr == 42 + r_total):
+                    m.d.sync += [feed_ptr.eq(feed_ptr_p1), feed_ptr_p1.eq(feed_ptr_p1 + 1),
+                                 feed_left.eq(feed_left - 1)]
+                with m.If(feed_left == 0):
                     m.next = "WAIT"
             with m.State("WAIT"):
                 m.d.comb += self.reg_tx.ready.eq(~rsp_done)
@@ -839,13 +844,14 @@ class NetStack(wiring.Component):
                     m.d.sync += [bump("reg_no_reply"), locked.eq(0)]
                     m.next = "IDLE"
             with m.State("PREP"):
-                m.d.sync += pos.eq(pos + 1)
+                m.d.sync += [pos.eq(pos + 1), send_end.eq(
+                    Mux(r_kind == 0, 41, Mux(r_kind == 1, r_ip_total + 13, rlen + 41)))]
                 with m.If(pos == 3):
                     m.d.sync += pos.eq(0)
                     m.next = "SEND"
             with m.State("SEND"):
                 hdr_len = Mux(r_kind == 0, 42, Mux(r_kind == 1, 38, 42))
-                end = Mux(r_kind == 0, 41, Mux(r_kind == 1, r_ip_total + 13, rlen + 41))
+                end = send_end
                 # Payload bytes come from a memory through one more register (mem_q): the read
                 # is issued two bytes ahead. This relies on the consumer taking one byte per
                 # cycle from the middle of the header on, which MacTx does once a frame started.
