@@ -131,8 +131,7 @@ def _pysim_speed(loop, n):
     tr = run_gateware(setup, n, seed=1)
     wall = time.perf_counter() - t0
     cycles = tr.get("cycles") or 0
-    return dict(table="cosim_speed", loop=loop, engine="gateware", updates=n,
-                updates_per_s=round(n / wall, 1),
+    return dict(loop=loop, updates=n, updates_per_s=round(n / wall, 1),
                 cycles_per_s=round(cycles / wall, 1) if cycles else None)
 
 
@@ -154,25 +153,37 @@ def _fmax_rows():
         except Exception as exc:   # a missing tool is reported, not fatal for the other rows
             r = dict(block=name, error=str(exc))
         r.pop("workdir", None)
-        rows.append(dict(table="fmax_lfe5u85f", **r))
+        rows.append(r)
     return rows
 
 
+def _ms(v):
+    return "-" if v is None else f"{v * 1e3:.3g} ms"
+
+
 def run(quick=False):
-    """``combkey bench loops``: lock figures of every loop (see the module docstring)."""
+    """``combkey bench loops``: lock figures of every loop (see the module docstring).
+
+    Scalars hold the headline figures; ``rows`` a compact printable summary; the lists
+    ``phase_vs_duty``, ``opll_capture``, ``cosim_speed`` and ``fmax`` the numbers of each table
+    (in ``--json``).
+    """
     res = {}
     rows = []
     # Phase compensation at the seed's worst drift, vs reference duty cycle.
     dur_phase = 0.05 if quick else 0.2
     duties = (0.2, 0.5) if quick else (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+    table = []
     for d in duties:
         m = simulate("phase", duration_s=dur_phase, duty_cycle=d,
                      drift_rad_per_ms=SEED_DRIFT_RAD_PER_MS, seed=1)
-        rows.append(dict(table="phase_vs_duty", duty_cycle=d, quantum_fraction=1 - d,
-                         residual_rms_rad=m["residual_rms"],
-                         residual_peak_rad=m["residual_peak"],
-                         qber_x_added=m["qber_x_added"], lock_time_s=m["lock_time_s"],
-                         locked=m["locked"]))
+        table.append(dict(duty_cycle=d, quantum_fraction=round(1 - d, 3),
+                          residual_rms_rad=m["residual_rms"],
+                          residual_peak_rad=m["residual_peak"], qber_x_added=m["qber_x_added"],
+                          lock_time_s=m["lock_time_s"], locked=m["locked"]))
+        rows.append(dict(table="phase @4.1 rad/ms", case=f"duty {d:.1f}",
+                         result=f"{m['residual_rms']:.3f} rad rms, X-QBER "
+                                f"+{100 * m['qber_x_added']:.2f} %, lock {_ms(m['lock_time_s'])}"))
         if d == 0.5:
             res.update(phase_drift_rad_per_ms=SEED_DRIFT_RAD_PER_MS, phase_duty_cycle=0.5,
                        phase_residual_rms_rad=m["residual_rms"],
@@ -181,9 +192,12 @@ def run(quick=False):
                        phase_qber_x_added=m["qber_x_added"],
                        phase_lock_time_s=m["lock_time_s"],
                        phase_model_updates_per_s=m["updates_per_s"])
-    ok = [r for r in rows if r["residual_rms_rad"] is not None
+    res["phase_vs_duty"] = table
+    ok = [r for r in table if r["residual_rms_rad"] is not None
           and r["residual_rms_rad"] <= PHASE_GOAL_RAD]
     res["phase_min_duty_for_goal"] = min((r["duty_cycle"] for r in ok), default=None)
+    m = simulate("phase", duration_s=0.05, seed=2, kick_at_s=0.025, kick=3.0)
+    res["phase_relock_after_3rad_step_s"] = m.get("relock_time_s")
     # Repetition-rate lock over the seed's 3 hours.
     dur_rep = 600.0 if quick else 3 * 3600.0
     m = simulate("reprate", duration_s=dur_rep, seed=1, settle_fraction=0.0)
@@ -207,27 +221,46 @@ def run(quick=False):
                opll_residual_peak_rad=m["residual_peak"],
                opll_model_updates_per_s=m["updates_per_s"])
     # capture: within the demodulator band (+-f_s / 2R = 1.56 MHz) the loop pulls in by itself;
-    # beyond it the relock sweep finds the beat (12 ms allows about two sweeps).
+    # beyond it the relock sweep finds the beat.
     offsets = (0.2e6, 1e6, 2.5e6) if quick else (0.2e6, 0.5e6, 1e6, 1.5e6, 2e6, 2.5e6, 3e6,
                                                   -1.5e6, -2.5e6)
-    capture = 0.0
+    table = []
     for off in offsets:
         mm = simulate("opll", duration_s=12e-3, seed=3, offset_hz=off)
-        rows.append(dict(table="opll_capture", offset_hz=off, locked=mm["locked"],
-                         lock_time_s=mm["lock_time_s"], sweeps=mm["sweep_count"]))
-        if mm["locked"] and mm["sweep_count"] == 0:
-            capture = max(capture, abs(off))
-    res["opll_capture_range_hz"] = capture
-    res["opll_sweep_relock_max_hz"] = max((abs(r["offset_hz"]) for r in rows
-                                           if r["table"] == "opll_capture" and r["locked"]),
+        table.append(dict(offset_hz=off, locked=mm["locked"], lock_time_s=mm["lock_time_s"],
+                          sweeps=mm["sweep_count"]))
+        rows.append(dict(table="opll capture", case=f"{off / 1e6:+.1f} MHz",
+                         result=(f"lock {_ms(mm['lock_time_s'])}" if mm["locked"]
+                                 else "no lock in 12 ms") + f", {mm['sweep_count']} sweeps"))
+    res["opll_capture"] = table
+    res["opll_capture_range_hz"] = max((abs(r["offset_hz"]) for r in table
+                                        if r["locked"] and r["sweeps"] == 0), default=None)
+    res["opll_sweep_relock_max_hz"] = max((abs(r["offset_hz"]) for r in table if r["locked"]),
                                           default=None)
-    mk = simulate("opll", duration_s=3e-3, seed=4, kick_at_s=1.5e-3, kick=2e6)
+    mk = simulate("opll", duration_s=12e-3, seed=5, kick_at_s=1.28e-3, kick=2e6)
     res["opll_relock_after_2mhz_step_s"] = mk.get("relock_time_s")
     # Co-simulation speed of the gateware in pysim.
+    table = []
     for loop, n in (("opll", 60 if quick else 200), ("reprate", 100 if quick else 400),
                     ("phase", 10 if quick else 40)):
-        rows.append(_pysim_speed(loop, n))
+        r = _pysim_speed(loop, n)
+        table.append(r)
+        res[f"pysim_{loop}_updates_per_s"] = r["updates_per_s"]
+        if r["cycles_per_s"]:
+            res[f"pysim_{loop}_cycles_per_s"] = r["cycles_per_s"]
+    res["cosim_speed"] = table
     if not quick:
-        rows.extend(_fmax_rows())
+        table = _fmax_rows()
+        res["fmax"] = table
+        for r in table:
+            key = r["block"].lower()
+            res[f"fmax_{key}_mhz"] = r.get("fmax_mhz")
+            if "error" in r:
+                rows.append(dict(table="fmax LFE5U-85F", case=r["block"], result=r["error"]))
+                continue
+            rows.append(dict(table="fmax LFE5U-85F", case=r["block"],
+                             result=f"{r['fmax_mhz']} MHz (target {r['target_mhz']:.0f}), "
+                                    f"{r['luts']} LUT4, {r['ffs']} FF, {r['mult18']} MULT18, "
+                                    f"{r['ebr']} EBR"))
     res["rows"] = rows
     return res

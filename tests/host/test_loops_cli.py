@@ -54,5 +54,6 @@ def test_bench_loops_quick_runs_and_reports_the_figures():
     for key in ("phase_residual_rms_rad", "reprate_residual_std_hz",
                 "reprate_heater_travel_mk", "opll_lock_time_s", "opll_capture_range_hz"):
         assert d[key] is not None
-    tables = {row["table"] for row in d["rows"]}
-    assert {"phase_vs_duty", "opll_capture", "cosim_speed"} <= tables
+    for key in ("phase_vs_duty", "opll_capture", "cosim_speed"):
+        assert len(d[key]) >= 2
+    assert {row["table"] for row in d["rows"]} == {"phase @4.1 rad/ms", "opll capture"}
