@@ -11,7 +11,7 @@ Protocol (Brassard and Salvail, "Secret-key reconciliation by public discussion"
 information reconciliation protocol Cascade", QIC 15 (2015)): pass ``p`` (0-based) shuffles the
 key with a public permutation (identity for pass 0; seeds sent by Alice over the channel),
 cuts it into blocks of ``k1 * 2**p`` bits (``k1 = max(4, 0.73 / qber_hint)`` rounded to a
-power of two) and Alice sends every block parity. Bob then repeats until every block of every
+power of two; from pass 1 on at most ``n / 4`` so that every later pass still splits the key) and Alice sends every block parity. Bob then repeats until every block of every
 pass so far has the parity Alice announced: in each pass with odd blocks he runs a binary search
 in all of them at once (Alice answers the parity of each requested half), flips the bit found,
 and re-checks all passes (the cascade). Leakage = every parity Alice sent (``leak_bits``).
@@ -76,7 +76,7 @@ def cascade_reconcile(alice_bits, bob_bits, qber_hint, channel, *, passes=4, k1=
             channel.send(alice, bob, f"{topic}.perm_seed", seed)
             seed_b = channel.recv(bob, f"{topic}.perm_seed")
             perm = np.random.default_rng(seed_b).permutation(n)
-        size = min(n, k1 * 2 ** p)
+        size = max(1, min(k1 * 2 ** p, n // 4 if p > 0 else n))
         starts, ends = _block_bounds(n, size)
         ap = _prefix(a[perm])
         par = _range_parity(ap, starts, ends)
