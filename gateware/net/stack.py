@@ -896,6 +896,10 @@ class NetStack(wiring.Component):
         rec_i = Signal(range(self.records_per_datagram + 1))
         rbyte = Signal(3)
         rec_sr = Signal(64)
+        recs_left = Signal(range(self.records_per_datagram + 1))
+        pop = Signal()
+        m.d.sync += pop.eq(0)
+        m.d.comb += rfifo.r_en.eq(pop)
         wait_t = Signal(range(self.flush_cycles + 1))
         hdr_fields = Signal(StreamHeader)
         s_csum = _Checksum(m, "stream", _ipv4_words(s_total, Const(PROTO_UDP, 8), self.ip,
@@ -944,19 +948,18 @@ class NetStack(wiring.Component):
                     m.d.sync += spos.eq(spos + 1)
                     with m.If(spos == 42 + STREAM_HEADER_BYTES - 1):
                         # The first record goes into a shift register (no memory-to-output path).
-                        m.d.sync += rec_sr.eq(rfifo.r_data)
-                        m.d.comb += rfifo.r_en.eq(1)
+                        m.d.sync += [rec_sr.eq(rfifo.r_data), pop.eq(1), recs_left.eq(n_rec)]
                         m.next = "RECORDS"
             with m.State("RECORDS"):
                 m.d.comb += [b_valid.eq(1), b_data.eq(rec_sr[:8]),
-                             b_last.eq((rec_i == n_rec - 1) & (rbyte == 7))]
+                             b_last.eq((recs_left == 1) & (rbyte == 7))]
                 with m.If(b_fire):
                     m.d.sync += [rbyte.eq(rbyte + 1), rec_sr.eq(rec_sr >> 8)]
                     with m.If(rbyte == 7):
-                        m.d.sync += rec_i.eq(rec_i + 1)
+                        m.d.sync += [rec_i.eq(rec_i + 1), recs_left.eq(recs_left - 1)]
                         with m.If(~b_last):
-                            m.d.sync += rec_sr.eq(rfifo.r_data)
-                            m.d.comb += rfifo.r_en.eq(1)
+                            # The FIFO is popped a cycle later (its output holds meanwhile).
+                            m.d.sync += [rec_sr.eq(rfifo.r_data), pop.eq(1)]
                     with m.If(b_last):
                         m.d.sync += [seq.eq(seq + 1), first_index.eq(first_index + n_rec),
                                      bump("stream_datagrams")]
