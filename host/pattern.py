@@ -300,8 +300,10 @@ def _raw_sorted(klo, khi, tag_lo, tag_hi, F, L, S, slots, order, raw):
 
 
 @numba.njit(inline="always")
-def _map_one(i, w, slot, R, m, mdi, t0, t1, t2, t3, F, n_q, n_r, rp0, rstep, im_lut, pm_lut,
+def _map_one(i, w, pos, R, m, mdi, t0, t1, t2, t3, n_q, n_r, rp0, rstep, im_lut, pm_lut,
              cls_o, basis_o, bit_o, ph_o, im_o, pm_o):
+    """Map raw word ``w`` into record ``i``; ``pos`` is the slot's offset in its scheduler
+    period (ignored when ``n_r == 0``)."""
     mask = _U((1 << R) - 1)
     pmask = (1 << m) - 1
     u1 = np.int64(w & mask)
@@ -331,7 +333,6 @@ def _map_one(i, w, slot, R, m, mdi, t0, t1, t2, t3, F, n_q, n_r, rp0, rstep, im_
         bit = 1 if c == 1 else 0
         basis = 1 if c >= 2 else 0
     if n_r > 0:
-        pos = np.int64((slot % _U(F)) % _U(n_q + n_r))
         if pos >= n_q:
             c = 5
             basis = 1
@@ -348,8 +349,10 @@ def _map_one(i, w, slot, R, m, mdi, t0, t1, t2, t3, F, n_q, n_r, rp0, rstep, im_
 @numba.njit(cache=True)
 def _map(raw, slots, R, m, mdi, t0, t1, t2, t3, F, n_q, n_r, rp0, rstep, im_lut, pm_lut,
          cls_o, basis_o, bit_o, ph_o, im_o, pm_o):
+    period = _U(n_q + n_r)
     for i in range(raw.shape[0]):
-        _map_one(i, raw[i], slots[i], R, m, mdi, t0, t1, t2, t3, F, n_q, n_r, rp0, rstep,
+        pos = np.int64((slots[i] % _U(F)) % period) if n_r > 0 else 0
+        _map_one(i, raw[i], pos, R, m, mdi, t0, t1, t2, t3, n_q, n_r, rp0, rstep,
                  im_lut, pm_lut, cls_o, basis_o, bit_o, ph_o, im_o, pm_o)
 
 
@@ -372,13 +375,18 @@ def _regen_range(klo, khi, tag_lo, tag_hi, L, S, first, count, R, m, mdi, t0, t1
             nw = (t_hi + 1) * S // 64 + 2
             vlo = _U(k & ((1 << 48) - 1)) | (_U(j) << _U(48)) | (tag_lo << _U(52))
             _keystream(klo, khi, vlo, tag_hi, words[:nw])
+            period = n_q + n_r
+            pos = (t_lo * L + j) % period       # offset in the scheduler period, stepped by L
             for t in range(t_lo, t_hi + 1):
                 s = k * F + t * L + j
                 i = s - first
                 slot_o[i] = s
-                _map_one(i, _extract(words, t, S), _U(s), R, m, mdi, t0, t1, t2, t3, F, n_q,
+                _map_one(i, _extract(words, t, S), pos, R, m, mdi, t0, t1, t2, t3, n_q,
                          n_r, rp0, rstep, im_lut, pm_lut, cls_o, basis_o, bit_o, ph_o, im_o,
                          pm_o)
+                pos += L
+                if pos >= period:
+                    pos -= period
 
 
 def _key_parts(cfg, key):
