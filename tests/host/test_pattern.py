@@ -145,3 +145,22 @@ def test_statistics_1e7_slots_mdi():
     # per-lane uniformity (each lane is its own Trivium stream)
     lane_z = [np.mean(s["cls"][j::4] == 0) for j in range(4)]
     assert max(abs(z - cfg.realised()["z"]) for z in lane_z) < 5 * np.sqrt(0.754 * 0.246 / (n / 4))
+
+
+@pytest.mark.slow
+def test_bench_quick_reports_figures():
+    from combkey.pattern_bench import run
+    r = run(quick=True)
+    for k in ("regen_sns_slots_per_cpu_s", "regen_mdi_slots_per_cpu_s",
+              "keystream_numba_gbit_per_cpu_s", "regen_subset_1pct_slots_per_cpu_s"):
+        assert r[k] > 0
+    assert r["rows"] == []
+
+
+@pytest.mark.slow
+def test_bench_synthesis_top_converts():
+    from amaranth.back import verilog
+
+    from combkey.pattern_bench import synth_top
+    text = verilog.convert(synth_top(2, 2), name="top")
+    assert "module top" in text and "bus__addr" in text
