@@ -289,9 +289,9 @@ def _sample_sns_events(link, mu_a, mu_b, n, rng, want_pass=None):
         # detectors equally likely
         ka = rng.integers(0, M, n)
         kb = rng.integers(0, M, n)
-        psi = (rng.normal(0, sr, n) if sr > 0 else np.zeros(n)) + (
-            rng.normal(0, se, n) if se > 0 else 0.0)
-        return ka, kb, psi, rng.random(n) < 0.5
+        s = math.hypot(sr, se)      # psi = r + n, r unused here
+        psi = rng.normal(0, s, n) if s > 0 else np.zeros(n)
+        return ka, kb, psi, rng.integers(0, 2, n, dtype=np.uint8).astype(bool)
     phis = np.linspace(0, 2 * np.pi, 721)
     e0, e1 = sns_clicks(link.eta_arm, mu_a, mu_b, phis, link.p_noise)
     wmax = float(np.max(e0 + e1)) * 1.0001 + 1e-300
@@ -340,7 +340,17 @@ def simulate_fast(link, pulses, rng, *, channel=0):
     counts = rng.multinomial(pulses, probs / probs.sum())
     sent = {(a, b): int(counts[i * C + j]) for i, a in enumerate(names)
             for j, b in enumerate(names)}
-    chunks = []
+    cols = {k: [] for k in ("a_cls", "b_cls", "a_bit", "b_bit", "a_phase", "b_phase",
+                            "outcome", "psi")}
+
+    def add(k, a_cls, b_cls, a_bit, b_bit, ka, kb, outcome, psi):
+        for name, v, dt in (("a_cls", a_cls, np.int8), ("b_cls", b_cls, np.int8),
+                            ("a_bit", a_bit, np.uint8), ("b_bit", b_bit, np.uint8),
+                            ("a_phase", ka, np.uint16), ("b_phase", kb, np.uint16),
+                            ("outcome", outcome, np.uint8), ("psi", psi, np.float32)):
+            arr = np.asarray(v, dtype=dt)
+            cols[name].append(np.full(k, arr, dt) if arr.ndim == 0 else arr)
+
     x11_pass = 0
     M = link.phase_slices
     for i, a in enumerate(names):
@@ -363,14 +373,7 @@ def simulate_fast(link, pulses, rng, *, channel=0):
                     if k == 0:
                         continue
                     ka, kb, psi, d1 = _sample_sns_events(link, mu_a, mu_b, k, rng, want)
-                    ev = np.zeros(k, EVENT_DTYPE)
-                    ev["a_cls"], ev["b_cls"] = i, j
-                    ev["a_bit"] = 1 if a == "zs" else 0
-                    ev["b_bit"] = 0 if b == "zs" else 1
-                    ev["a_phase"], ev["b_phase"] = ka, kb
-                    ev["psi"] = psi
-                    ev["outcome"] = d1
-                    chunks.append(ev)
+                    add(k, i, j, 1 if a == "zs" else 0, 0 if b == "zs" else 1, ka, kb, d1, psi)
             else:
                 basis = _mdi_basis(a, b)
                 Q, EQ = mdi_gain(link.eta_arm, mu_a, mu_b, link.p_noise, link.misalignment,
@@ -379,18 +382,17 @@ def simulate_fast(link, pulses, rng, *, channel=0):
                 if k == 0:
                     continue
                 err = rng.random(k) < (EQ / Q if Q > 0 else 0.5)
-                ev = np.zeros(k, EVENT_DTYPE)
-                ev["a_cls"], ev["b_cls"] = i, j
-                ev["a_bit"] = rng.integers(0, 2, k)
-                ev["b_bit"] = ev["a_bit"] ^ 1 ^ err
-                ev["a_phase"] = rng.integers(0, M, k)
-                ev["b_phase"] = rng.integers(0, M, k)
-                ev["outcome"] = rng.integers(0, 2, k)
-                chunks.append(ev)
-    events = np.concatenate(chunks) if chunks else np.zeros(0, EVENT_DTYPE)
-    # a uniformly random subset of slots, matched to the events in random order
-    events = events[rng.permutation(events.size)]
-    events["slot"] = _unique_slots(events.size, pulses, rng)
+                abit = rng.integers(0, 2, k, dtype=np.uint8)
+                add(k, i, j, abit, abit ^ 1 ^ err, rng.integers(0, M, k), rng.integers(0, M, k),
+                    rng.integers(0, 2, k), 0.0)
+    total = sum(c.size for c in cols["a_cls"])
+    events = np.zeros(total, EVENT_DTYPE)
+    if total:
+        # a uniformly random subset of slots, matched to the events in random order
+        perm = rng.permutation(total)
+        events["slot"] = _unique_slots(total, pulses, rng)
+        for name, parts in cols.items():
+            events[name] = np.concatenate(parts)[perm]
     return ChannelRecord(protocol=link.protocol, channel=channel, pulses=pulses, sent=sent,
                          events=events, x11_pass_sent=x11_pass, mode="fast",
                          phase_slices=link.phase_slices)
