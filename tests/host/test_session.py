@@ -162,3 +162,13 @@ def test_config_errors_name_the_field():
         SessionConfig.from_sources(toml=dict(SNS, sim={"mode": "warp"}))
     with pytest.raises(SessionError, match="channel_overrides.5 names a channel beyond"):
         SessionConfig.from_sources(toml=dict(SNS, channel_overrides={"5": {}}))
+
+
+def test_exact_mode_session_uses_the_pattern_generator():
+    """Slot-by-slot session through the pattern API: keys identical (asymptotic bounds)."""
+    toml = dict(SNS, channels=1, pulses=2_000_000, finite=False, sim={"mode": "exact"})
+    doc = run_session(SessionConfig.from_sources(toml=toml, workers=1))
+    (c,) = doc["channels"]
+    assert doc["mode"] == "exact"
+    assert c["pulses"] == 2_000_000 and c["sifted_bits"] > 10_000
+    _check_channel(c, toml)
