@@ -378,21 +378,25 @@ def _ipv4_words(total, proto, src, dst):
 
 
 class _Checksum:
-    """Three-cycle pipelined internet checksum of ten 16-bit words (valid 3 cycles after start).
+    """Pipelined internet checksum of ten 16-bit words: ``value`` is valid :attr:`latency`
+    cycles after the words settle (one two-input addition per stage, for timing)."""
 
-    Stage 1 adds the words in groups of four, stage 2 adds the groups, stage 3 folds and
-    inverts into ``value``."""
+    latency = 6
 
     def __init__(self, m, name, words):
         self.value = Signal(16, name=f"{name}_csum")
-        groups = [Signal(18, name=f"{name}_g{i}") for i in range(3)]
+        pairs = [Signal(17, name=f"{name}_p{i}") for i in range(5)]
+        for i, p in enumerate(pairs):
+            m.d.sync += p.eq(words[2 * i] + words[2 * i + 1])
+        a, b, c = (Signal(18, name=f"{name}_{x}") for x in "abc")
+        m.d.sync += [a.eq(pairs[0] + pairs[1]), b.eq(pairs[2] + pairs[3]), c.eq(pairs[4])]
+        t, c2 = Signal(19, name=f"{name}_t"), Signal(18, name=f"{name}_c2")
+        m.d.sync += [t.eq(a + b), c2.eq(c)]
         total = Signal(20, name=f"{name}_sum")
-        for g, sl in zip(groups, (words[0:4], words[4:8], words[8:10]), strict=True):
-            m.d.sync += g.eq(sum(sl))
-        m.d.sync += total.eq(groups[0] + groups[1] + groups[2])
-        f1 = total[:16] + total[16:]
-        f2 = f1[:16] + f1[16:]
-        m.d.sync += self.value.eq(~f2[:16])
+        m.d.sync += total.eq(t + c2)
+        f1 = Signal(17, name=f"{name}_f1")
+        m.d.sync += f1.eq(total[:16] + total[16:])
+        m.d.sync += self.value.eq(~(f1[:16] + f1[16:])[:16])
 
 
 class SkidBuffer(wiring.Component):
@@ -846,7 +850,7 @@ class NetStack(wiring.Component):
             with m.State("PREP"):
                 m.d.sync += [pos.eq(pos + 1), send_end.eq(
                     Mux(r_kind == 0, 41, Mux(r_kind == 1, r_ip_total + 13, rlen + 41)))]
-                with m.If(pos == 3):
+                with m.If(pos == _Checksum.latency):
                     m.d.sync += pos.eq(0)
                     m.next = "SEND"
             with m.State("SEND"):
@@ -939,7 +943,7 @@ class NetStack(wiring.Component):
                              hdr_fields.upstream_dropped.eq(self.upstream_dropped),
                              hdr_fields.count.eq(n_rec), hdr_fields.flags.eq(1)]
                 m.d.sync += spos.eq(spos + 1)
-                with m.If(spos == 3):
+                with m.If(spos == _Checksum.latency):
                     m.d.sync += spos.eq(0)
                     m.next = "HEADER"
             with m.State("HEADER"):
