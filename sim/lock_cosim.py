@@ -85,7 +85,7 @@ def default_setup(loop, **plant_overrides):
                          dict(target=plant.target_count))
     if loop == "phase":
         plant = dataclasses.replace(FibrePhaseParams(), **plant_overrides)
-        flt = LoopFilterConfig(**pi2_coefficients(0.25, 0.06, 0.006), wrap=1,
+        flt = LoopFilterConfig(**pi2_coefficients(0.15, 0.03, 0.002), wrap=1,
                                out_min=-32768, out_max=32767)
         mon = LockMonitorConfig(threshold=5215, lock_samples=10, unlock_samples=10)
         return LoopSetup(loop, LoopCoreConfig(flt, mon), plant, dict(min_counts=8))

@@ -189,7 +189,7 @@ class FibrePhaseParams:
 
     drift_rad_per_ms: float = 4.1      # seed 000: phase drift rate up to 4.1 rad/ms
     walk_rad2_per_s: float = 2.0       # random-walk diffusion on top of the drift, assumed
-    period_s: float = 50e-6            # estimation period (one loop update), chosen
+    period_s: float = 25e-6            # estimation period (one loop update), chosen
     duty_cycle: float = 0.5            # fraction of each period used by reference frames
     ref_rate_cps: float = 4e6          # D0+D1 clicks/s during reference frames, assumed
     #                                    (below SNSPD saturation)
