@@ -11,10 +11,12 @@ Protocol (Brassard and Salvail, "Secret-key reconciliation by public discussion"
 information reconciliation protocol Cascade", QIC 15 (2015)): pass ``p`` (0-based) shuffles the
 key with a public permutation (identity for pass 0; seeds sent by Alice over the channel),
 cuts it into blocks of ``k1 * 2**p`` bits (``k1 = max(4, 0.73 / qber_hint)`` rounded to a
-power of two; from pass 1 on at most ``n / 4`` so that every later pass still splits the key) and Alice sends every block parity. Bob then repeats until every block of every
-pass so far has the parity Alice announced: in each pass with odd blocks he runs a binary search
-in all of them at once (Alice answers the parity of each requested half), flips the bit found,
-and re-checks all passes (the cascade). Leakage = every parity Alice sent (``leak_bits``).
+power of two; from pass 1 on at most ``n / 4`` so that every later pass still splits the key)
+and Alice sends every block parity. Bob then repeats until every block of every pass so far
+has the parity Alice announced: in the first pass with odd blocks he runs a binary search in
+all of them at once (Alice answers the parity of each requested half), flips the bits found,
+toggles his parity of the blocks containing them in every pass, and looks again (the
+cascade). Leakage = every parity Alice sent (``leak_bits``).
 Bob's answers (which blocks disagree) carry no information on the key beyond Alice's parities.
 """
 from __future__ import annotations
@@ -67,7 +69,7 @@ def cascade_reconcile(alice_bits, bob_bits, qber_hint, channel, *, passes=4, k1=
     if k1 is None:
         k1 = 0.73 / max(qber_hint, 1e-7)
     k1 = int(2 ** max(2, round(math.log2(max(4.0, min(k1, n))))))
-    perms, inv, a_pref, sizes, a_par = [], [], [], [], []
+    perms, inv, a_pref, sizes, a_par, b_par = [], [], [], [], [], []
     for p in range(passes):
         if p == 0:
             perm = np.arange(n, dtype=np.int64)
@@ -84,44 +86,46 @@ def cascade_reconcile(alice_bits, bob_bits, qber_hint, channel, *, passes=4, k1=
         par_b = channel.recv(bob, f"{topic}.parity").array
         res.leak_bits += par.size
         perms.append(perm)
+        ip = np.empty(n, np.int64)
+        ip[perm] = np.arange(n, dtype=np.int64)
+        inv.append(ip)
         a_pref.append(ap)
-        sizes.append((starts, ends))
+        sizes.append((starts, ends, size))
         a_par.append(par_b)
-        inv.append(None)
-        # cascade: fix odd blocks in every pass so far until all agree
+        b_par.append(_range_parity(_prefix(b[perm]), starts, ends))   # Bob's own parities
+        # cascade: fix odd blocks in every pass so far until all agree; Bob keeps his block
+        # parities up to date by toggling the blocks that contain each corrected bit.
         while True:
-            found = False
-            for j in range(p + 1):
-                st, en = sizes[j]
-                bp = _prefix(b[perms[j]])
-                odd = np.flatnonzero(_range_parity(bp, st, en) != a_par[j])
-                if odd.size == 0:
-                    continue
-                found = True
-                lo, hi = st[odd].copy(), en[odd].copy()
-                while True:
-                    active = hi - lo > 1
-                    if not active.any():
-                        break
-                    mid = (lo + hi) // 2
-                    idx = np.flatnonzero(active)
-                    # Bob asks for the parity of [lo, mid) of the active blocks.
-                    channel.send(bob, alice, f"{topic}.ask", np.stack([lo[idx], mid[idx]]))
-                    q_lo, q_mid = channel.recv(alice, f"{topic}.ask")
-                    ans = _range_parity(a_pref[j], q_lo, q_mid)
-                    channel.send(alice, bob, f"{topic}.answer", Bits(ans))
-                    ans_b = channel.recv(bob, f"{topic}.answer").array
-                    res.leak_bits += ans.size
-                    mine = _range_parity(bp, lo[idx], mid[idx])
-                    left = mine != ans_b            # error in the left half
-                    hi[idx] = np.where(left, mid[idx], hi[idx])
-                    lo[idx] = np.where(left, lo[idx], mid[idx])
-                pos = perms[j][lo]
-                b[pos] ^= 1
-                res.attempts += 1
-                break  # re-check from pass 0 after each round of corrections
-            if not found:
+            j = next((j for j in range(p + 1) if np.any(b_par[j] != a_par[j])), None)
+            if j is None:
                 break
+            st, en, _ = sizes[j]
+            odd = np.flatnonzero(b_par[j] != a_par[j])
+            bp = _prefix(b[perms[j]])
+            lo, hi = st[odd].copy(), en[odd].copy()
+            while True:
+                active = hi - lo > 1
+                if not active.any():
+                    break
+                mid = (lo + hi) // 2
+                idx = np.flatnonzero(active)
+                # Bob asks for the parity of [lo, mid) of the active blocks.
+                channel.send(bob, alice, f"{topic}.ask", np.stack([lo[idx], mid[idx]]))
+                q_lo, q_mid = channel.recv(alice, f"{topic}.ask")
+                ans = _range_parity(a_pref[j], q_lo, q_mid)
+                channel.send(alice, bob, f"{topic}.answer", Bits(ans))
+                ans_b = channel.recv(bob, f"{topic}.answer").array
+                res.leak_bits += ans.size
+                mine = _range_parity(bp, lo[idx], mid[idx])
+                left = mine != ans_b            # error in the left half
+                hi[idx] = np.where(left, mid[idx], hi[idx])
+                lo[idx] = np.where(left, lo[idx], mid[idx])
+            pos = perms[j][lo]
+            b[pos] ^= 1
+            for i in range(p + 1):
+                blk = inv[i][pos] // sizes[i][2]
+                np.bitwise_xor.at(b_par[i], blk, 1)
+            res.attempts += 1
     res.bob_corrected = b
     res.errors_corrected = int(np.count_nonzero(b != b0))
     return res
