@@ -797,13 +797,18 @@ class NetStack(wiring.Component):
             with m.Default():
                 _byte_mux(m, pos, udp_bytes, hdr_byte)
 
-        m.submodules.feed_skid = feed_skid = SkidBuffer(8)
-        wiring.connect(m, feed_skid.o, wiring.flipped(self.reg_rx))
-        feed = feed_skid.i
+        # Request bytes go from the buffer memory straight into a small FIFO (no logic between
+        # the memory output and a register): a read is issued only when the FIFO has room for
+        # it and for the read still in flight.
+        m.submodules.feed_fifo = feed_fifo = fifo.SyncFIFOBuffered(width=8, depth=4)
+        m.d.comb += [self.reg_rx.payload.eq(feed_fifo.r_data),
+                     self.reg_rx.valid.eq(feed_fifo.r_rdy), feed_fifo.r_en.eq(self.reg_rx.ready)]
         feed_ptr = Signal(range(BUFFER_BYTES + 1))
-        feed_ptr_p1 = Signal(range(BUFFER_BYTES + 2))
         feed_left = Signal(16)
-        feed_fire = feed.valid & feed.ready
+        in_flight = Signal()
+        issue = Signal()
+        m.d.sync += in_flight.eq(issue)
+        m.d.comb += [feed_fifo.w_en.eq(in_flight), feed_fifo.w_data.eq(rxr.data)]
         got = self.reg_tx.valid & self.reg_tx.ready
         m.d.comb += [rspw.addr.eq(rlen), rspw.data.eq(self.reg_tx.payload),
                      rspw.en.eq(got & (rlen < BUFFER_BYTES))]
@@ -815,8 +820,11 @@ class NetStack(wiring.Component):
 
         m.d.comb += [a_data.eq(hdr_byte), rxr.addr.eq(pos), rspr.addr.eq(pos - 42)]
         mem_q = Signal(8)
+        rx_q = Signal(8)
+        rsp_q = Signal(8)
         send_end = Signal(16)
-        m.d.sync += mem_q.eq(Mux(r_kind == 1, rxr.data, rspr.data))
+        m.d.sync += [rx_q.eq(rxr.data), rsp_q.eq(rspr.data),
+                     mem_q.eq(Mux(r_kind == 1, rx_q, rsp_q))]
 
         with m.FSM(name="reply"):
             with m.State("IDLE"):
@@ -829,17 +837,14 @@ class NetStack(wiring.Component):
                         m.d.sync += r_ip_total.eq(p_total)
                         m.next = "PREP"
             with m.State("PRIME"):
-                m.d.comb += rxr.addr.eq(feed_ptr)
-                m.d.sync += [feed_left.eq(r_total), feed_ptr_p1.eq(feed_ptr + 1)]
+                m.d.sync += feed_left.eq(r_total)
                 m.next = "FEED"
             with m.State("FEED"):
-                m.d.comb += [rxr.addr.eq(Mux(feed_fire, feed_ptr_p1, feed_ptr)),
-                             self.reg_tx.ready.eq(1), feed.payload.eq(rxr.data)]
-                m.d.comb += feed.valid.eq(feed_left != 0)
-                with m.If(feed_fire):
-                    m.d.sync += [feed_ptr.eq(feed_ptr_p1), feed_ptr_p1.eq(feed_ptr_p1 + 1),
-                                 feed_left.eq(feed_left - 1)]
-                with m.If(feed_left == 0):
+                m.d.comb += [rxr.addr.eq(feed_ptr), self.reg_tx.ready.eq(1),
+                             issue.eq((feed_left != 0) & (feed_fifo.w_level < 3))]
+                with m.If(issue):
+                    m.d.sync += [feed_ptr.eq(feed_ptr + 1), feed_left.eq(feed_left - 1)]
+                with m.If((feed_left == 0) & ~in_flight):
                     m.next = "WAIT"
             with m.State("WAIT"):
                 m.d.comb += self.reg_tx.ready.eq(~rsp_done)
@@ -859,11 +864,12 @@ class NetStack(wiring.Component):
             with m.State("SEND"):
                 hdr_len = Mux(r_kind == 0, 42, Mux(r_kind == 1, 38, 42))
                 end = send_end
-                # Payload bytes come from a memory through one more register (mem_q): the read
-                # is issued two bytes ahead. This relies on the consumer taking one byte per
-                # cycle from the middle of the header on, which MacTx does once a frame started.
+                # Payload bytes come from a memory through two more registers (rx_q / rsp_q,
+                # then mem_q): the read is issued three bytes ahead. This relies on the consumer
+                # taking one byte per cycle from the middle of the header on, which MacTx does
+                # once a frame started.
                 m.d.comb += [a_valid.eq(1), a_last.eq(pos == end),
-                             rxr.addr.eq(pos + 2), rspr.addr.eq(pos + 2 - 42)]
+                             rxr.addr.eq(pos + 3), rspr.addr.eq(pos + 3 - 42)]
                 with m.If(pos >= hdr_len):
                     m.d.comb += a_data.eq(mem_q)
                 with m.If(a_fire):
@@ -903,6 +909,8 @@ class NetStack(wiring.Component):
         rec_i = Signal(range(self.records_per_datagram + 1))
         rbyte = Signal(3)
         rec_sr = Signal(64)
+        rec_q = Signal(64)            # the FIFO head, registered (loaded 8 cycles after a pop)
+        m.d.sync += rec_q.eq(rfifo.r_data)
         recs_left = Signal(range(self.records_per_datagram + 1))
         pop = Signal()
         m.d.sync += pop.eq(0)
@@ -955,7 +963,7 @@ class NetStack(wiring.Component):
                     m.d.sync += spos.eq(spos + 1)
                     with m.If(spos == 42 + STREAM_HEADER_BYTES - 1):
                         # The first record goes into a shift register (no memory-to-output path).
-                        m.d.sync += [rec_sr.eq(rfifo.r_data), pop.eq(1), recs_left.eq(n_rec)]
+                        m.d.sync += [rec_sr.eq(rec_q), pop.eq(1), recs_left.eq(n_rec)]
                         m.next = "RECORDS"
             with m.State("RECORDS"):
                 m.d.comb += [b_valid.eq(1), b_data.eq(rec_sr[:8]),
@@ -966,7 +974,7 @@ class NetStack(wiring.Component):
                         m.d.sync += [rec_i.eq(rec_i + 1), recs_left.eq(recs_left - 1)]
                         with m.If(~b_last):
                             # The FIFO is popped a cycle later (its output holds meanwhile).
-                            m.d.sync += [rec_sr.eq(rfifo.r_data), pop.eq(1)]
+                            m.d.sync += [rec_sr.eq(rec_q), pop.eq(1)]
                     with m.If(b_last):
                         m.d.sync += [seq.eq(seq + 1), first_index.eq(first_index + n_rec),
                                      bump("stream_datagrams")]
