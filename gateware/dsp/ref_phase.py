@@ -149,14 +149,16 @@ class RefPhaseEstimator(wiring.Component):
         ev = self.i.payload
         nxt = []
         inc = [~ev.quad & ev.d0, ~ev.quad & ev.d1, ev.quad & ev.d0, ev.quad & ev.d1]
-        n_over = 0
-        for c, a in zip(cnt, inc, strict=True):
+        lost = Signal(4)           # clicks lost to a full counter in the last accepted event
+        for k, (c, a) in enumerate(zip(cnt, inc, strict=True)):
             sat_ = (c == top) & a
             nxt.append(c + (a & ~sat_))
-            n_over = n_over + sat_
+            m.d.sync += lost[k].eq(self.i.valid & self.i.ready & sat_)
+        # one cycle later (keeps the 32-bit add off the counter path)
+        m.d.sync += self.count_overflows.eq(self.count_overflows + lost[0] + lost[1] + lost[2]
+                                            + lost[3])
         m.d.sync += start.eq(0)
         with m.If(self.i.valid & self.i.ready):
-            m.d.sync += self.count_overflows.eq(self.count_overflows + n_over)
             with m.If(ev.last):
                 m.d.sync += [h.eq(v) for h, v in zip(held, nxt, strict=True)]
                 m.d.sync += [c.eq(0) for c in cnt]
