@@ -509,7 +509,8 @@ def bench_run(quick=False):
     """``combkey bench session``: fast-simulator pulses/s and (full run) the demo session.
 
     Rows: the fast simulator on a seed-000-like SNS channel (1e9 pulses; quick 2e8) and on a
-    seed-002-like MDI channel (30 dB, 3e12 pulses at 100 MHz = 8.3 h; quick 3e10), each with
+    seed-002-like MDI channel (30 dB at 100 MHz; 1e12 pulses = 2.8 h, about 3 GB of events;
+    quick 3e10; the seed runs 3e12), each with
     its effective events and simulated pulses per second of wall time. Without ``--quick`` the
     demo session (16 channels, 2 workers) is also run and its wall time, total key and SKR are
     reported.
@@ -534,7 +535,7 @@ def bench_run(quick=False):
         distance_km=150.0, fiber_loss_db_per_km=0.2, detector_efficiency=0.6,
         dark_count_probability=1e-8, misalignment_error=0.01, pulses=3e12, clock_hz=1e8,
         intensities=mi, probabilities=mp), "mdi")
-    n = int(3e10 if quick else 3e12)
+    n = int(3e10 if quick else 1e12)
     link = build_link(mparams, mi, mp, dict(SIM_DEFAULTS))
     t0 = time.perf_counter()
     rec = simulate_fast(link, n, np.random.default_rng(1))
