@@ -574,12 +574,16 @@ class PatternGenerator(wiring.Component):
                 m.d.sync += [lane.cls.eq(cls), lane.bit.eq(bit), lane.phase.eq(phase)]
 
         # ---------------- counters
+        # The per-clock increment is registered first, so the 64-bit carry chain starts at a
+        # flip-flop (counters lag the output by one cycle).
         counts = [Signal(64, name=f"cnt{c}") for c in range(N_CLASSES)]
         for c in range(N_CLASSES):
-            inc = sum((lanes2[j].cls == c) for j in range(L))
-            with m.If(start & self.ctrl[0]):
+            inc = Signal(range(L + 1), name=f"inc{c}")
+            clear = start & self.ctrl[0]
+            m.d.sync += inc.eq(Mux(v2 & ~clear, sum((lanes2[j].cls == c) for j in range(L)), 0))
+            with m.If(clear):
                 m.d.sync += counts[c].eq(0)
-            with m.Elif(v2):
+            with m.Else():
                 m.d.sync += counts[c].eq(counts[c] + inc)
             m.d.comb += getattr(self, f"count{c}").eq(counts[c])
 
@@ -596,7 +600,7 @@ class PatternGenerator(wiring.Component):
                      pmw.en.eq(self.pm_lut_stb)]
         out = Signal(data.ArrayLayout(self.layout, L))
         v3 = Signal()
-        m.d.sync += v3.eq(v2)
+        m.d.sync += v3.eq(v2 & ~(start & self.ctrl[0]))   # a restart drops, a stop drains
         for j in range(L):
             lane = lanes2[j]
             imr = im_mem.read_port(domain="comb")
