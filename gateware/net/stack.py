@@ -928,9 +928,17 @@ class NetStack(wiring.Component):
             [Const(0, 8)] * 2 + [hv.word_select(i, 8) for i in range(STREAM_HEADER_BYTES)]
         s_hdr_byte = Signal(8)
         _byte_mux(m, spos, s_bytes, s_hdr_byte)
-        level = rfifo.r_level
+        # The decision to send uses the FIFO level of the previous cycle (never more than the
+        # records present: only this engine pops, and not while it decides).
         n_full = self.records_per_datagram
-        with m.If(subscribed & (level != 0) & (wait_t != self.flush_cycles)):
+        level = Signal.like(rfifo.r_level)
+        have_full = Signal()
+        have_any = Signal()
+        wait_done = Signal()
+        m.d.sync += [level.eq(rfifo.r_level), have_full.eq(rfifo.r_level >= n_full),
+                     have_any.eq(rfifo.r_level != 0),
+                     wait_done.eq(wait_t >= self.flush_cycles - 1)]
+        with m.If(subscribed & have_any & ~wait_done):
             m.d.sync += wait_t.eq(wait_t + 1)
 
         with m.FSM(name="stream"):
@@ -941,9 +949,8 @@ class NetStack(wiring.Component):
                     with m.If(s_cmd_start):
                         m.d.sync += [seq.eq(0), first_index.eq(0), fifo_dropped.eq(0),
                                      cnt["stream_datagrams"].eq(0)]
-                with m.Elif(subscribed & ((level >= n_full) |
-                                          ((level != 0) & (wait_t == self.flush_cycles)))):
-                    count = Mux(level >= n_full, n_full, level)
+                with m.Elif(subscribed & (have_full | (have_any & wait_done))):
+                    count = Mux(have_full, n_full, level)
                     m.d.sync += [n_rec.eq(count), s_total.eq(28 + STREAM_HEADER_BYTES
                                                                + (count << 3)),
                                  spos.eq(0), rec_i.eq(0), rbyte.eq(0), wait_t.eq(0)]
