@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml setup.py
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/combkey demo
+	$(VENV)/bin/combkey session --sim --demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 -m "not slow" tests
