@@ -37,16 +37,25 @@ link_framing_errors, link_overruns : In(16)
 """
 import os
 import subprocess
+from types import SimpleNamespace
 
-from amaranth.hdl import Module, Signal
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Cat, Module, Signal, signed
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .bridge import RegBridge
-from .regs import Access, Reg, RegisterBank, RegisterMap, connect_registers
+from .dsp.freq_counter import FreqCounter
+from .dsp.ref_phase import RefEvent, ref_estimate_layout
+from .loops.opll import OPLL
+from .loops.phase_compensator import PhaseCompensator
+from .loops.reprate import RepRateLock
+from .pattern.generator import GeneratorParams, PatternGenerator
+from .regs import Access, Field, Reg, RegisterBank, RegisterMap, connect_registers
+from .timing.relay import TimingBlocks
+from .timing.tdc import check_tdc_params
 
 __all__ = ["MAGIC", "NODE_KINDS", "IDENTITY_REGS", "Node", "TransmitterNode", "RelayNode",
-           "node_class", "node_regmap", "gateware_version"]
+           "TransmitterIO", "RelayIO", "node_class", "node_regmap", "gateware_version"]
 
 MAGIC = 0x434B4559
 NODE_KINDS = {"transmitter": 1, "relay": 2}
@@ -124,8 +133,19 @@ class Node(wiring.Component):
         """Return extra signature members (block I/O brought to the board)."""
         return {}
 
-    def elaborate_blocks(self, m, platform):
-        """Connect block I/O other than registers (hook for subclasses)."""
+    def placed_blocks(self):
+        """Return the prefixes of blocks that :meth:`elaborate_blocks` adds as submodules itself
+        (the base class adds every other block under its prefix)."""
+        return ()
+
+    def register_view(self, prefix, block):
+        """Return the object whose registers are wired to the bank for ``(prefix, block)``
+        (hook: a subclass may hide a strobe member to drive it itself)."""
+        return block
+
+    def elaborate_blocks(self, m, platform, bank):
+        """Connect block I/O other than registers (hook for subclasses); ``bank`` is the
+        node's :class:`RegisterBank`."""
 
     def elaborate(self, platform):
         m = Module()
@@ -158,23 +178,321 @@ class Node(wiring.Component):
         with m.Else():
             m.d.sync += beat.eq(beat + 1)
 
+        placed = set(self.placed_blocks())
         for prefix, block in self._blocks:
-            m.submodules[prefix.replace(".", "_")] = block
-            connect_registers(m, bank, prefix, block)
-        self.elaborate_blocks(m, platform)
+            if prefix not in placed:
+                m.submodules[prefix.replace(".", "_")] = block
+            connect_registers(m, bank, prefix, self.register_view(prefix, block))
+        self.elaborate_blocks(m, platform, bank)
+        return m
+
+
+class TransmitterIO(wiring.Component):
+    """Transmitter glue (prefix ``io``): beat ADC capture, actuator words, phase actuator.
+
+    Members
+    -------
+    beat_data : In(12)
+        Parallel beat-note ADC word (offset binary, AD9226 class), registered at the pins.
+    beat_clk : Out(1)
+        ADC sample clock: toggles every ``beat_div`` cycles (``f_s = f_clk / (2 beat_div)``).
+    beat_otr : In(1)
+        ADC out-of-range flag.
+    sample : Out(stream.Signature(signed(12)))
+        One two's-complement sample (``beat_data ^ 0x800``) per ADC clock period, taken in the
+        cycle the sample clock rises; samples ``sample`` does not accept count in
+        ``beat_overruns``.
+    comparator : Out(1)
+        Sign of the last sample inverted (1 when the beat is above mid-scale), for the
+        repetition-rate frequency counter.
+    phase_word : In(signed(16))
+        RW register: the phase actuator word (turns / 2**16), set by the host from the relay's
+        estimates.
+
+    Registers: ``beat_div`` (RW 8, reset 1; 0 acts as 1), ``beat_sample`` (R 12 signed),
+    ``otr_count`` (R 32, samples flagged out of range, wrapping), ``beat_overruns`` (R 32),
+    ``phase_word`` (RW 16 signed). The loops' own ``act`` and ``monitor.locked`` registers give
+    their actuator words and lock states. Latency: a sample leaves on ``sample`` one cycle after the
+    sample clock rises (the pin flip-flop on the board adds one more).
+    """
+
+    def __init__(self):
+        members = {
+            "beat_data": In(12), "beat_clk": Out(1), "beat_otr": In(1),
+            "sample": Out(stream.Signature(signed(12))), "comparator": Out(1),
+        }
+        for reg in self.registers():
+            members[reg.attr()] = (Out if reg.access is Access.R else In)(
+                signed(reg.width) if reg.signed else reg.width)
+        super().__init__(members)
+
+    @staticmethod
+    def registers():
+        return [
+            Reg("beat_div", 8, Access.RW, 1, "Beat ADC clock half period, system clock cycles "
+                "(f_s = f_clk / (2 beat_div)); 0 acts as 1."),
+            Reg("beat_sample", 12, Access.R, 0, "Last beat ADC sample (two's complement).",
+                signed=True),
+            Reg("otr_count", 32, Access.R, 0, "Beat ADC samples flagged out of range (wraps)."),
+            Reg("beat_overruns", 32, Access.R, 0, "Beat samples the OPLL did not accept."),
+            Reg("phase_word", 16, Access.RW, 0, "Phase actuator word, turns / 2**16.",
+                signed=True),
+        ]
+
+    def elaborate(self, platform):
+        m = Module()
+        div = Signal(8)
+        with m.If(div + 1 >= self.beat_div):
+            m.d.sync += [div.eq(0), self.beat_clk.eq(~self.beat_clk)]
+        with m.Else():
+            m.d.sync += div.eq(div + 1)
+        rise = Signal()
+        m.d.comb += rise.eq((div + 1 >= self.beat_div) & ~self.beat_clk)
+        value = Signal(signed(12))
+        m.d.comb += value.eq(self.beat_data ^ 0x800)
+        with m.If(self.sample.valid & self.sample.ready):
+            m.d.sync += self.sample.valid.eq(0)
+        with m.If(rise):
+            m.d.sync += [self.sample.valid.eq(1), self.sample.payload.eq(value),
+                         self.beat_sample.eq(value), self.comparator.eq(~value[-1])]
+            with m.If(self.sample.valid & ~self.sample.ready):
+                m.d.sync += self.beat_overruns.eq(self.beat_overruns + 1)
+            with m.If(self.beat_otr):
+                m.d.sync += self.otr_count.eq(self.otr_count + 1)
         return m
 
 
 class TransmitterNode(Node):
-    """Transmitter node (Alice or Bob). Blocks are added as the pattern and loop issues land."""
+    """Transmitter node (Alice or Bob): C pattern channels of L lanes, OPLL, rep-rate lock.
+
+    Parameters
+    ----------
+    clk_hz, timeout_cycles
+        As :class:`Node`.
+    channels : int
+        C, pattern generator channels (comb lines), 1..16; blocks ``pattern0`` ...
+    lanes : int
+        L, slots per clock of each channel: 1, 2, 4 or 8.
+    prob_bits, phase_bits : int
+        As :class:`~combkey.gateware.pattern.generator.GeneratorParams` (same for every
+        channel).
+
+    Blocks (register prefixes): ``pattern<c>`` (:class:`PatternGenerator`), ``opll``
+    (:class:`~combkey.gateware.loops.opll.OPLL`, 12-bit beat ADC), ``fcount``
+    (:class:`~combkey.gateware.dsp.freq_counter.FreqCounter` on the beat comparator),
+    ``reprate`` (:class:`~combkey.gateware.loops.reprate.RepRateLock` on those counts), ``io``
+    (:class:`TransmitterIO`).
+
+    Extra members: ``beat_adc`` with ``data: In(12)``, ``clk: Out(1)``, ``otr: In(1)`` (flat
+    names ``beat_adc__data``, ``beat_adc__clk``, ``beat_adc__otr`` in the board pin plans).
+    """
 
     kind = "transmitter"
 
+    def __init__(self, *, clk_hz=100_000_000, timeout_cycles=None, channels=1, lanes=1,
+                 prob_bits=16, phase_bits=4):
+        if isinstance(channels, bool) or not isinstance(channels, int) or \
+                not 1 <= channels <= 16:
+            raise ValueError(f"channels must be an int in 1..16, not {channels!r}")
+        self.channels = channels
+        self.gen_params = GeneratorParams(lanes=lanes, prob_bits=prob_bits,
+                                          phase_bits=phase_bits)
+        super().__init__(clk_hz=clk_hz, timeout_cycles=timeout_cycles)
+
+    def blocks(self):
+        self.patterns = [PatternGenerator(self.gen_params) for _ in range(self.channels)]
+        self.opll = OPLL(adc_width=12)
+        self.fcount = FreqCounter(count_width=24)
+        self.reprate = RepRateLock(count_width=24)
+        self.io = TransmitterIO()
+        return ([(f"pattern{c}", g) for c, g in enumerate(self.patterns)]
+                + [("opll", self.opll), ("fcount", self.fcount), ("reprate", self.reprate),
+                   ("io", self.io)])
+
+    def extra_members(self):
+        return {"beat_adc": Out(wiring.Signature({"data": In(12), "clk": Out(1),
+                                                  "otr": In(1)}))}
+
+    def elaborate_blocks(self, m, platform, bank):
+        io_ = self.io
+        m.d.comb += [io_.beat_data.eq(self.beat_adc.data), io_.beat_otr.eq(self.beat_adc.otr),
+                     self.beat_adc.clk.eq(io_.beat_clk),
+                     self.fcount.beat.eq(io_.comparator),
+                     # Actuator words: no DAC driver yet; the loops' ``act`` registers hold them.
+                     self.opll.o.ready.eq(1), self.reprate.o.ready.eq(1)]
+        wiring.connect(m, io_.sample, self.opll.i)
+        wiring.connect(m, self.fcount.o, self.reprate.i)
+
+
+class RelayIO(wiring.Component):
+    """Relay glue (prefix ``ref``): reference events, phase estimates, record routing.
+
+    Members
+    -------
+    ev : Out(stream.Signature(RefEvent))
+        Reference events for the phase compensator, pushed by the host through the ``event``
+        register (one-entry buffer; an event written while the buffer is still full is
+        dropped and counted in ``event_drops``).
+    est : In(stream.Signature(ref_estimate_layout(count_width)))
+        Phase estimates; the latest untaken one is held for the ``est`` register (``est.ready``
+        is low while one is held, so the compensator counts missed ones in ``phase.est_drops``).
+    head : In(64), head_rd : In(1), pop : Out(1)
+        The classifier's record FIFO head (:class:`RecordWord`, 0 when empty), the read strobe
+        of its ``cls.records`` register, and the FIFO pop.
+    records : Out(stream.Signature(64))
+        The record stream for the Ethernet link (``link_records`` of the node): ``valid`` when
+        the head holds a record and the host is not reading ``cls.records`` in this cycle; a
+        record is popped by exactly one of the two readers, never duplicated or skipped.
+
+    Registers: ``event`` (W1P 4: ``quad``, ``d0``, ``d1``, ``last``), ``event_drops`` (R 32),
+    ``est`` (R 64: bit 0 = an estimate is held, bits 1.. its ``ref_estimate_layout`` value;
+    reading word 0 takes it), ``streamed`` (R 32, records delivered on ``records``,
+    wrapping). The compensator's own ``phase.act`` and ``phase.monitor.locked`` registers give
+    the actuator word and the lock state.
+    """
+
+    def __init__(self, count_width=10):
+        self.est_layout = ref_estimate_layout(count_width)
+        self.est_bits = 1 + data.Layout.cast(self.est_layout).size
+        if self.est_bits > 64:
+            raise ValueError(f"count_width must leave the estimate within 63 bits, "
+                             f"not {count_width!r}")
+        members = {
+            "ev": Out(stream.Signature(RefEvent)),
+            "est_in": In(stream.Signature(self.est_layout)),
+            "head": In(64), "head_rd": In(1), "pop": Out(1),
+            "records": Out(stream.Signature(64)),
+            "event": In(4), "event_stb": In(1), "event_drops": Out(32),
+            "est": Out(self.est_bits), "est_rd": In(1),
+            "streamed": Out(32),
+        }
+        super().__init__(members)
+
+    def registers(self):
+        return [
+            Reg("event", 4, Access.W1P, 0, "Push one reference event (RefEvent).",
+                fields=(Field("quad", 0, 1, "reference phase 0 or pi/2"),
+                        Field("d0", 1, 1, "D0 clicked"), Field("d1", 2, 1, "D1 clicked"),
+                        Field("last", 3, 1, "last event of the reference period"))),
+            Reg("event_drops", 32, Access.R, 0, "Events dropped: estimator busy (wraps)."),
+            Reg("est", self.est_bits, Access.R, 0, "Latest phase estimate: bit 0 present, "
+                "bits 1.. phase (16 s, turns / 2**16), n0a, n1a, n0b, n1b, valid_est; reading "
+                "word 0 takes it."),
+            Reg("streamed", 32, Access.R, 0, "Records delivered on the link record stream."),
+        ]
+
+    def elaborate(self, platform):
+        m = Module()
+        # Host-pushed reference events.
+        with m.If(self.ev.valid & self.ev.ready):
+            m.d.sync += self.ev.valid.eq(0)
+        with m.If(self.event_stb):
+            with m.If(~self.ev.valid | self.ev.ready):
+                m.d.sync += [self.ev.valid.eq(1), self.ev.payload.eq(self.event)]
+            with m.Else():
+                m.d.sync += self.event_drops.eq(self.event_drops + 1)
+        # Estimates held for the host.
+        held = Signal()
+        value = Signal(self.est_bits - 1)
+        m.d.comb += [self.est_in.ready.eq(~held), self.est.eq(Cat(held, value))]
+        with m.If(self.est_rd):
+            m.d.sync += held.eq(0)
+        with m.If(self.est_in.valid & ~held):
+            m.d.sync += [held.eq(1), value.eq(self.est_in.payload)]
+        # Records: register reads win; the stream takes the head otherwise.
+        take = Signal()
+        m.d.comb += [self.records.payload.eq(self.head),
+                     self.records.valid.eq(self.head[0] & ~self.head_rd),
+                     take.eq(self.records.valid & self.records.ready),
+                     self.pop.eq(self.head_rd | take)]
+        with m.If(take):
+            m.d.sync += self.streamed.eq(self.streamed + 1)
+        return m
+
+
+class _HideMembers:
+    """A block seen by ``connect_registers`` without some strobe members (driven elsewhere)."""
+
+    def __init__(self, block, hide):
+        self._block = block
+        self.signature = SimpleNamespace(members={k: v for k, v in
+                                                  block.signature.members.items()
+                                                  if k not in hide})
+
+    def registers(self):
+        return self._block.registers()
+
+    def __getattr__(self, name):
+        return getattr(self._block, name)
+
 
 class RelayNode(Node):
-    """Relay node (Charlie). Blocks are added as the tagger and phase issues land."""
+    """Relay node (Charlie): N tagger channels, classifier, histograms, phase loop, records.
+
+    Parameters
+    ----------
+    clk_hz, timeout_cycles
+        As :class:`Node`.
+    channels : int
+        N, detector inputs (1..32; the board pin plans have 2).
+    lines, taps : int
+        Carry-chain delay lines per channel and taps per line (:class:`TDC`).
+    bins : int
+        Histogram bins per channel.
+    tag_depth, record_depth : int
+        Tag and record FIFO depths (words).
+
+    Blocks (register prefixes): ``tdc``, ``slot``, ``tagger``, ``cls``, ``hist``
+    (:class:`~combkey.gateware.timing.relay.TimingBlocks`), ``phase``
+    (:class:`~combkey.gateware.loops.phase_compensator.PhaseCompensator`, the reference-phase
+    estimator and its loop), ``ref`` (:class:`RelayIO`).
+
+    Extra members: ``tdc`` with ``in: In(N)`` (flat ``tdc__in``: detector pulses into the ECP5
+    carry chains; in simulation the chain is an adder that the hit crosses in one cycle, so a
+    pulse gives the full code), and ``link_records: Out(stream.Signature(64))``, the record
+    stream (:class:`~combkey.gateware.timing.classifier.RecordWord`) for an Ethernet link
+    (``link_*`` members belong to the link; with a UART link ``ready`` stays low and records
+    are read through ``cls.records``).
+    """
 
     kind = "relay"
+
+    def __init__(self, *, clk_hz=100_000_000, timeout_cycles=None, channels=2, lines=1,
+                 taps=16, bins=64, tag_depth=64, record_depth=64):
+        check_tdc_params(channels, lines, taps)
+        self.shape = dict(channels=channels, lines=lines, taps=taps, bins=bins,
+                          tag_depth=tag_depth, record_depth=record_depth)
+        super().__init__(clk_hz=clk_hz, timeout_cycles=timeout_cycles)
+
+    def blocks(self):
+        s = self.shape
+        self.timing = TimingBlocks(s["channels"], s["lines"], s["taps"], s["bins"],
+                                   tag_depth=s["tag_depth"], record_depth=s["record_depth"])
+        self.phase = PhaseCompensator(count_width=10)
+        self.ref = RelayIO(count_width=10)
+        return self.timing.blocks() + [("phase", self.phase), ("ref", self.ref)]
+
+    def extra_members(self):
+        return {"tdc": Out(wiring.Signature({"in": In(self.shape["channels"])})),
+                "link_records": Out(stream.Signature(64))}
+
+    def placed_blocks(self):
+        return TimingBlocks.PREFIXES
+
+    def register_view(self, prefix, block):
+        return _HideMembers(block, ("records_rd",)) if prefix == "cls" else block
+
+    def elaborate_blocks(self, m, platform, bank):
+        t = self.timing
+        t.connect(m, pulse=getattr(self.tdc, "in"))
+        ref = self.ref
+        wiring.connect(m, ref.ev, self.phase.i)
+        wiring.connect(m, self.phase.est, ref.est_in)
+        m.d.comb += [self.phase.o.ready.eq(1),     # no DAC driver yet: see ``phase.act``
+                     ref.head.eq(t.cls.records),
+                     ref.head_rd.eq(bank.reg("cls.records").r_stb),
+                     t.cls.records_rd.eq(ref.pop)]
+        wiring.connect(m, ref.records, wiring.flipped(self.link_records))
 
 
 def node_regmap(kind, **params):

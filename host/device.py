@@ -84,9 +84,13 @@ class SimLink(Link):
         Simulated system clock (sets the ``clk_hz`` register and the bridge timeout).
     node : Node or None
         A prebuilt node top (for tests that configure the node's parameters).
+    testbenches : iterable of ``async def tb(ctx)``
+        Extra background testbenches run beside the link (test-only stimulus on the node's
+        other ports, e.g. detector pulses or ADC words); they advance whenever the link does
+        (:meth:`step`, :meth:`exchange`).
     """
 
-    def __init__(self, kind="transmitter", *, clk_hz=100_000_000, node=None):
+    def __init__(self, kind="transmitter", *, clk_hz=100_000_000, node=None, testbenches=()):
         from .gateware.stream import make_simulator
 
         self.url = f"sim://{kind}"
@@ -96,6 +100,8 @@ class SimLink(Link):
         self._outq = collections.deque()
         self.sim = make_simulator(self.node)
         self.sim.add_testbench(self._pump, background=True)
+        for tb in testbenches:
+            self.sim.add_testbench(tb, background=True)
 
     async def _pump(self, ctx):
         rx, tx = self.node.rx, self.node.tx
