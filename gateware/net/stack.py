@@ -572,7 +572,10 @@ class NetStack(wiring.Component):
         decide = Signal()
         decide2 = Signal()
         m.d.sync += [decide.eq(0), decide2.eq(decide)]
-        m.d.comb += rx.ready.eq(~decide & ~decide2)
+        start_reply = Signal()          # registered: the reply engine starts the cycle after
+        start_kind = Signal(range(4))
+        m.d.sync += start_reply.eq(0)
+        m.d.comb += rx.ready.eq(~decide & ~decide2 & ~start_reply)
         fire = rx.valid & rx.ready
         mac_byte = Signal(8)
         _byte_mux(m, Mux(rx.payload.first, 0, idx), _be(self.mac, 6), mac_byte)
@@ -632,8 +635,6 @@ class NetStack(wiring.Component):
         r_port = Signal(16)
         r_total = Signal(16)            # ICMP: IP total length; REG: request payload bytes
         r_l4 = Signal(64)
-        start_reply = Signal()
-        start_kind = Signal(range(4))
 
         s_pending = Signal()            # a start/stop command waits for the stream engine
         s_cmd_start = Signal()
@@ -648,7 +649,7 @@ class NetStack(wiring.Component):
                 m.d.sync += bump("busy")
             with m.Else():
                 m.d.sync += stmts
-                m.d.comb += [start_reply.eq(1), start_kind.eq(kind)]
+                m.d.sync += [start_reply.eq(1), start_kind.eq(kind)]
 
         # Decision, in two steps after the last byte: every test is registered (c_*), then the
         # tests are ranked (the frame's fields stay put: rx.ready is low meanwhile).
