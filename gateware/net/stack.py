@@ -56,9 +56,9 @@ accepted), ``arp_replies``, ``icmp_replies``, ``reg_replies``, ``stream_datagram
 
 Latency: the decision is taken two cycles after the last byte of a frame (``rx`` is not ready
 for three cycles); a reply's first byte is offered 10 cycles later (ARP, ICMP: the IPv4
-checksum pipeline) or 8 cycles after the bridge response is complete (UDP). Record datagrams are built
-while the MAC sends the previous one's FCS and gap, so back-to-back datagrams leave no idle
-time beyond the inter-frame gap.
+checksum pipeline) or 8 cycles after the bridge response is complete (UDP). Record datagrams
+are built while the MAC sends the previous one's FCS and gap, so back-to-back datagrams leave
+no idle time beyond the inter-frame gap.
 """
 import dataclasses
 
@@ -653,8 +653,14 @@ class NetStack(wiring.Component):
 
         # Decision, in two steps after the last byte: every test is registered (c_*), then the
         # tests are ranked (the frame's fields stay put: rx.ready is low meanwhile).
+        # The stale test's inputs come from bytes 34..43, final well before the last byte of any
+        # frame of 60 bytes or more (shorter ones are dropped as truncated): register them ahead.
+        rseq_eff = Signal(8)
+        same_port = Signal()
+        m.d.sync += [rseq_eff.eq(Mux(udp_len > 9, p_rseq, 0)),
+                     same_port.eq(last_valid & (last_sport == udp_sport))]
         behind = Signal(8)
-        m.d.comb += behind.eq(last_rseq - Mux(udp_len > 9, p_rseq, 0))
+        m.d.comb += behind.eq(last_rseq - rseq_eff)
         c_fcs = Signal(name="c_fcs")
         m.d.sync += c_fcs.eq(last_err == RxError.FCS)
         c_short = Signal(name="c_short")
@@ -698,8 +704,7 @@ class NetStack(wiring.Component):
         c_not_reg = Signal(name="c_not_reg")
         m.d.sync += c_not_reg.eq(udp_dport != self.reg_port)
         c_stale = Signal(name="c_stale")
-        m.d.sync += c_stale.eq(last_valid & (last_sport == udp_sport) & (behind != 0) &
-                               ~behind[7])
+        m.d.sync += c_stale.eq(same_port & (behind != 0) & ~behind[7])
         with m.If(decide2):
             with m.If(c_fcs):
                 m.d.sync += bump("bad_fcs")
@@ -760,7 +765,7 @@ class NetStack(wiring.Component):
                         reply(2)
                         m.d.sync += [r_total.eq(udp_len - 8), last_valid.eq(1),
                                      last_sport.eq(udp_sport),
-                                     last_rseq.eq(Mux(udp_len > 9, p_rseq, 0))]
+                                     last_rseq.eq(rseq_eff)]
 
         # ---------------------------------------------------------------- reply engine
         a_valid = Signal()
