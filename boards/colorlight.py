@@ -85,4 +85,9 @@ BOARD = Board(
     pin_plan=PIN_PLAN,
     notes="UART on J19 (tx = LED net P11, rx = button net M13); heartbeat on J1 pin 1; "
           "inputs need the HUB75 74HC245 buffers bypassed.",
+    # Node sizes for this device (modest; `combkey bench boards` searches the largest).
+    # relay: channels = the 2 tdc__in pins of the plan.
+    node_params={"transmitter": {"channels": 1, "lanes": 2},
+                 "relay": {"lines": 1, "taps": 64, "bins": 128, "tag_depth": 256,
+                           "record_depth": 256}},
 )

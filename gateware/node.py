@@ -39,6 +39,7 @@ import os
 import subprocess
 from types import SimpleNamespace
 
+import numpy as np
 from amaranth.hdl import Cat, Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -55,7 +56,8 @@ from .timing.relay import TimingBlocks
 from .timing.tdc import check_tdc_params
 
 __all__ = ["MAGIC", "NODE_KINDS", "IDENTITY_REGS", "Node", "TransmitterNode", "RelayNode",
-           "TransmitterIO", "RelayIO", "node_class", "node_regmap", "gateware_version"]
+           "TransmitterIO", "RelayIO", "beat_capture_model", "node_class", "node_regmap",
+           "gateware_version"]
 
 MAGIC = 0x434B4559
 NODE_KINDS = {"transmitter": 1, "relay": 2}
@@ -185,6 +187,30 @@ class Node(wiring.Component):
             connect_registers(m, bank, prefix, self.register_view(prefix, block))
         self.elaborate_blocks(m, platform, bank)
         return m
+
+
+def beat_capture_model(words, otr, beat_div):
+    """Cycle model of :class:`TransmitterIO`'s beat ADC capture (``sample`` always ready).
+
+    ``words``, ``otr``: the ADC word and out-of-range flag seen at each clock edge. Returns a
+    dict of arrays, one entry per edge, of the values just after it: ``clk`` (sample clock),
+    ``valid`` (``sample.valid``), ``sample`` (``beat_sample``) and ``otr_count``.
+    """
+    n = len(words)
+    out = {k: np.zeros(n, np.int64) for k in ("clk", "valid", "sample", "otr_count")}
+    div = clk = sample = count = 0
+    for k in range(n):
+        wrap = div + 1 >= beat_div
+        rise = wrap and not clk
+        if rise:
+            v = int(words[k]) ^ 0x800
+            sample = v - 4096 if v >= 2048 else v
+            count = (count + int(otr[k])) & 0xFFFF_FFFF
+        clk = clk ^ 1 if wrap else clk
+        div = 0 if wrap else div + 1
+        out["clk"][k], out["valid"][k] = clk, int(rise)
+        out["sample"][k], out["otr_count"][k] = sample, count
+    return out
 
 
 class TransmitterIO(wiring.Component):

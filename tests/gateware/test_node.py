@@ -1,0 +1,121 @@
+# amaranth: UnusedElaboratable=no
+"""Node tops: parameters, register maps, ports for the pin plans, and the transmitter's beat
+ADC capture against its model (cycle by cycle)."""
+import numpy as np
+import pytest
+from amaranth.hdl import Fragment
+from amaranth.lib import wiring
+
+from combkey.gateware.node import (
+    IDENTITY_REGS,
+    RelayNode,
+    TransmitterIO,
+    TransmitterNode,
+    beat_capture_model,
+    node_regmap,
+)
+from combkey.gateware.stream import make_simulator
+
+
+def flat_ports(node):
+    Fragment.get(node, None)        # the node's blocks are elaborated (used)
+    return {"__".join(str(p) for p in path): member.flow
+            for path, member, _ in node.signature.flatten(node)}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"channels": 0}, "channels must be an int in 1..16, not 0"),
+    ({"channels": True}, "channels must be an int in 1..16, not True"),
+    ({"lanes": 3}, "lanes must be 1, 2, 4 or 8, not 3"),
+    ({"prob_bits": 8}, "prob_bits must be an int in"),
+])
+def test_transmitter_parameters_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TransmitterNode(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"channels": 0}, "channels must be a positive int, not 0"),
+    ({"channels": 33}, "channels must be at most 32, not 33"),
+    ({"taps": 1}, "taps must be at least 2, not 1"),
+])
+def test_relay_parameters_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        RelayNode(**kwargs)
+
+
+def test_maps_follow_the_parameters():
+    tx = node_regmap("transmitter", channels=3, lanes=2)
+    assert all(f"pattern{c}.ctrl" in tx for c in range(3)) and "pattern3.ctrl" not in tx
+    for prefix in ("opll.", "fcount.", "reprate.", "io."):
+        assert any(r.name.startswith(prefix) for r in tx)
+    relay = node_regmap("relay", channels=4)
+    assert "tdc.dead_3" in relay and "tdc.dead_4" not in relay
+    for name in ("cls.records", "tagger.tags", "cls.record_level", "phase.est.min_counts",
+                 "ref.est", "ref.event"):
+        assert name in relay
+    for regmap in (tx, relay):
+        assert [regmap.address(r.name) for r in IDENTITY_REGS] == [0, 1, 2, 3, 4, 5, 6]
+    assert tx.map_hash() != node_regmap("transmitter").map_hash()
+
+
+def test_ports_carry_the_pin_plan_names():
+    tx = flat_ports(TransmitterNode())
+    relay = flat_ports(RelayNode(channels=2))
+    assert tx["beat_adc__data"] is wiring.In and tx["beat_adc__clk"] is wiring.Out
+    assert tx["beat_adc__otr"] is wiring.In
+    assert relay["tdc__in"] is wiring.In
+    assert relay["link_records__payload"] is wiring.Out
+    assert relay["link_records__ready"] is wiring.In
+    for ports in (tx, relay):
+        assert {"rx__payload", "tx__payload", "heartbeat"} <= set(ports)
+
+
+@pytest.mark.parametrize("beat_div", [0, 1, 3])
+def test_beat_capture_matches_model(beat_div):
+    rng = np.random.default_rng(beat_div)
+    n = 120
+    words = rng.integers(0, 4096, n)
+    words[:4] = [0x000, 0x7FF, 0x800, 0xFFF]
+    otr = rng.integers(0, 2, n)
+    dut = TransmitterIO()
+    got = {k: [] for k in ("clk", "valid", "sample", "otr_count")}
+
+    async def tb(ctx):
+        ctx.set(dut.beat_div, beat_div)
+        ctx.set(dut.sample.ready, 1)
+        for k in range(n):
+            ctx.set(dut.beat_data, int(words[k]))
+            ctx.set(dut.beat_otr, int(otr[k]))
+            await ctx.tick()
+            got["clk"].append(ctx.get(dut.beat_clk))
+            got["valid"].append(ctx.get(dut.sample.valid))
+            got["sample"].append(ctx.get(dut.beat_sample))
+            got["otr_count"].append(ctx.get(dut.otr_count))
+            if got["valid"][-1]:
+                assert ctx.get(dut.sample.payload) == got["sample"][-1]
+                assert ctx.get(dut.comparator) == int(got["sample"][-1] >= 0)
+        assert ctx.get(dut.beat_overruns) == 0
+
+    sim = make_simulator(dut)
+    sim.add_testbench(tb)
+    sim.run()
+    want = beat_capture_model(words, otr, beat_div)
+    for key in got:
+        np.testing.assert_array_equal(np.array(got[key]), want[key], err_msg=key)
+    assert want["valid"].sum() == n // (2 * max(beat_div, 1))
+
+
+def test_beat_capture_counts_overruns():
+    dut = TransmitterIO()
+
+    async def tb(ctx):
+        ctx.set(dut.beat_div, 1)       # a sample every 2 cycles, never taken
+        await ctx.tick().repeat(21)
+        assert ctx.get(dut.sample.valid) == 1
+        # Samples at edges 0, 2, ..., 20: 11, each after the first overruns the held one.
+        assert ctx.get(dut.beat_overruns) == 10
+
+    sim = make_simulator(dut)
+    sim.add_testbench(tb)
+    sim.run()
