@@ -824,7 +824,11 @@ class NetStack(wiring.Component):
                 m.d.sync += rsp_need.eq(6 + (self.reg_tx.payload << 2))
         rsp_done = (rlen >= 4) & (rlen == rsp_need)
 
-        m.d.comb += [a_data.eq(hdr_byte), rxr.addr.eq(pos), rspr.addr.eq(pos - 42)]
+        # Read addresses three bytes ahead of ``pos``, kept in registers (no adder before the
+        # memory address inputs).
+        ahead_rx = Signal(range(BUFFER_BYTES + 64))
+        ahead_rsp = Signal(range(BUFFER_BYTES + 64))
+        m.d.comb += [a_data.eq(hdr_byte), rxr.addr.eq(ahead_rx), rspr.addr.eq(ahead_rsp)]
         mem_q = Signal(8)
         rx_q = Signal(8)
         rsp_q = Signal(8)
@@ -865,7 +869,7 @@ class NetStack(wiring.Component):
                 m.d.sync += [pos.eq(pos + 1), send_end.eq(
                     Mux(r_kind == 0, 41, Mux(r_kind == 1, r_ip_total + 13, rlen + 41)))]
                 with m.If(pos == _Checksum.latency):
-                    m.d.sync += pos.eq(0)
+                    m.d.sync += [pos.eq(0), ahead_rx.eq(3), ahead_rsp.eq(3 - 42)]
                     m.next = "SEND"
             with m.State("SEND"):
                 hdr_len = Mux(r_kind == 0, 42, Mux(r_kind == 1, 38, 42))
@@ -874,12 +878,12 @@ class NetStack(wiring.Component):
                 # then mem_q): the read is issued three bytes ahead. This relies on the consumer
                 # taking one byte per cycle from the middle of the header on, which MacTx does
                 # once a frame started.
-                m.d.comb += [a_valid.eq(1), a_last.eq(pos == end),
-                             rxr.addr.eq(pos + 3), rspr.addr.eq(pos + 3 - 42)]
+                m.d.comb += [a_valid.eq(1), a_last.eq(pos == end)]
                 with m.If(pos >= hdr_len):
                     m.d.comb += a_data.eq(mem_q)
                 with m.If(a_fire):
-                    m.d.sync += pos.eq(pos + 1)
+                    m.d.sync += [pos.eq(pos + 1), ahead_rx.eq(ahead_rx + 1),
+                                 ahead_rsp.eq(ahead_rsp + 1)]
                     with m.If(a_last):
                         m.d.sync += locked.eq(0)
                         with m.Switch(r_kind):
