@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+from amaranth.hdl import Fragment
 from click.testing import CliRunner
 
 from combkey.cli import cli
@@ -24,7 +25,7 @@ from combkey.gateware.net.stack import (
     encode_stream_header,
     udp_frame,
 )
-from combkey.gateware.node import MAGIC, NODE_KINDS, node_regmap
+from combkey.gateware.node import MAGIC, NODE_KINDS, TransmitterNode
 from combkey.gateware.regs import BankModel
 from combkey.udp import StreamReceiver, UdpLink, parse_udp_url
 
@@ -70,10 +71,12 @@ class Responder(threading.Thread):
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.05)
         self.port = self.sock.getsockname()[1]
-        self.regmap = node_regmap("transmitter")
+        node = TransmitterNode()
+        Fragment.get(node, None)             # elaborated once, as node_regmap does
+        self.regmap = node.regmap
         self.bank = BankModel(self.regmap)
         self.bank.inputs.update(magic=MAGIC, map_hash=self.regmap.map_hash(),
-                                node_kind=NODE_KINDS["transmitter"])
+                                node_kind=NODE_KINDS["transmitter"], params=node.params_word())
         self.bridge = BridgeModel(self.bank, map_size=self.regmap.size)
         self.model = NetModel(bridge=self._brain, reg_port=self.port)
         self.requests = requests or Impairment(0)
