@@ -48,7 +48,7 @@ from ..regs import Access, Reg
 __all__ = ["LoopCore", "LoopCoreModel", "LoopCoreConfig", "LATENCY"]
 
 #: cycles from the input transfer to ``o.valid``.
-LATENCY = FILTER_LATENCY + MONITOR_LATENCY + 6
+LATENCY = FILTER_LATENCY + MONITOR_LATENCY + 7
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,6 +169,9 @@ class LoopCore(wiring.Component):
         minus = Signal(signed(ow + 1))
         mon_hold = Signal()
         mon_clear = Signal()
+        above = Signal()
+        below = Signal()
+        no_slew = Signal()
         m.d.comb += flt.clear.eq(self.clear)
         with m.If(self.clear):
             m.d.comb += self.clear_out.eq(1)
@@ -209,11 +212,15 @@ class LoopCore(wiring.Component):
             with m.State("SLEW"):
                 m.d.sync += [d.eq(target - self.act), plus.eq(self.act + self.slew),
                              minus.eq(self.act - self.slew)]
+                m.next = "CMP"
+            with m.State("CMP"):
+                # d > slew and d < -slew as the signs of one subtraction / addition each
+                m.d.sync += [above.eq((self.slew - d)[-1]), below.eq((d + self.slew)[-1]),
+                             no_slew.eq(self.slew == 0)]
                 m.next = "ACT"
             with m.State("ACT"):
-                s_ = self.slew
-                lim = Mux(d > s_, plus, Mux(d < -s_, minus, target))
-                m.d.sync += [self.act.eq(Mux(s_ == 0, target, lim)), self.o.valid.eq(1)]
+                lim = Mux(above, plus, Mux(below, minus, target))
+                m.d.sync += [self.act.eq(Mux(no_slew, target, lim)), self.o.valid.eq(1)]
                 m.next = "OUT"
             with m.State("OUT"):
                 m.d.comb += self.o.payload.eq(self.act)
