@@ -80,11 +80,14 @@ Output stream
 element ``j`` of the payload is slot ``base + j`` of the clock. Each lane is a ``data.Struct``
 (:func:`slot_layout`): ``cls`` (3), ``basis`` (1), ``bit`` (1), ``phase_slice`` (max(m, 1)),
 ``im_code`` (im_bits), ``pm_code`` (pm_bits). ``valid`` is high for every clock carrying slots;
-latency from the random word to ``o`` is 3 cycles. Writing ``ctrl`` restarts the generator
-(frame ``frame0``; counters are cleared when ``run`` is written as 1 and kept when it is
-written as 0; ``frame`` and ``frame_pos`` give the next slot). Every slot counted is emitted
-and vice versa; change other registers only
-while stopped (``ctrl.run = 0``).
+latency from the random word to ``o`` is 3 cycles; ``ready`` of a Trivium core rises
+``init_cycles(S) + 1`` cycles after its load, and the first slots appear about
+``init_cycles(S) + 5`` cycles after ``ctrl`` is written. Writing ``ctrl`` restarts the generator
+at frame ``frame0`` (``frame`` and ``frame_pos`` give the next slot). Writing ``run = 1``
+clears the counters and drops slots still in the pipeline; writing ``run = 0`` stops and lets
+the pipeline drain; so every slot counted is emitted and vice versa (the counters lag ``o`` by
+one cycle). Change the other registers only while stopped (``ctrl.run = 0``); the derived
+frame/block limits are registered one cycle after a write.
 
 Model
 -----
