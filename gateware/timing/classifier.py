@@ -62,7 +62,7 @@ read), ``record_level`` (R 16), ``clicks`` (R 32), ``out_of_gate`` (R 32), ``cla
 ``class_psi_minus``, ``class_psi_plus``, ``class_multi`` (R 32), ``pattern_<p>`` (R 32, records
 per pattern ``p`` in 0..15). Wrapping counts. The record FIFO back-pressures the tagger: no
 record is dropped. Annotated clicks leave on ``a`` (always ready) for the histograms.
-Latency 4 cycles to ``a``; throughput one click per cycle plus one cycle per emitted record.
+Latency 5 cycles to ``a``; throughput one click per cycle plus one cycle per emitted record.
 """
 import dataclasses
 import enum
@@ -346,6 +346,17 @@ class SlotClassifier(wiring.Component):
         bit = Signal(4)
         m.d.comb += bit.eq(Const(1, 4) << bitidx[:2])
 
+        # Stage 4 registers the gate/lane decision so the stall logic starts at flip-flops.
+        v4, gated4 = Signal(), Signal()
+        lane4, ch4 = Signal(5), Signal(5)
+        bit4, binv4 = Signal(4), Signal(2)
+        rel4, phase4 = Signal(24), Signal(24)
+        slot4, coarse4, fine4 = Signal(32), Signal(39), Signal(17)
+        with m.If(en):
+            m.d.sync += [v4.eq(v3), gated4.eq(gated), lane4.eq(lane), ch4.eq(ch3),
+                         bit4.eq(bit), binv4.eq(binv), rel4.eq(rel), phase4.eq(phase3),
+                         slot4.eq(slot3), coarse4.eq(coarse3), fine4.eq(fine3)]
+
         # Per-lane open records.
         o_open = Signal(L)
         o_slot = [Signal(32, name=f"slot_l{i}") for i in range(L)]
@@ -360,10 +371,10 @@ class SlotClassifier(wiring.Component):
         stale = Signal(L)
         for i in range(L):
             diff = Signal(32, name=f"diff_l{i}")
-            m.d.comb += diff.eq(slot3 - o_slot[i])
+            m.d.comb += diff.eq(slot4 - o_slot[i])
             later = (diff != 0) & ~diff[31]
-            same_lane = lane == i
-            m.d.comb += stale[i].eq(o_open[i] & (flushing | (v3 & gated & (
+            same_lane = lane4 == i
+            m.d.comb += stale[i].eq(o_open[i] & (flushing | (v4 & gated4 & (
                 later | (same_lane & (diff != 0))))))
         sel = Signal(range(max(L, 2)))
         for i in reversed(range(L)):
@@ -413,31 +424,31 @@ class SlotClassifier(wiring.Component):
             m.d.sync += flushing.eq(0)
 
         # Consume the s3 click when nothing is stale (and not flushing).
-        take3 = v3 & ~stale.any() & ~flushing
-        m.d.comb += en.eq(~v3 | take3)
-        m.d.comb += [self.a.valid.eq(take3), self.a.payload.channel.eq(ch3),
-                     self.a.payload.coarse.eq(coarse3), self.a.payload.fine.eq(fine3),
-                     self.a.payload.phase.eq(phase3), self.a.payload.bin.eq(Mux(gated, binv, 3))]
-        with m.If(take3):
+        take4 = v4 & ~stale.any() & ~flushing
+        m.d.comb += en.eq(~v4 | take4)
+        m.d.comb += [self.a.valid.eq(take4), self.a.payload.channel.eq(ch4),
+                     self.a.payload.coarse.eq(coarse4), self.a.payload.fine.eq(fine4),
+                     self.a.payload.phase.eq(phase4), self.a.payload.bin.eq(Mux(gated4, binv4, 3))]
+        with m.If(take4):
             m.d.sync += self.clicks.eq(self.clicks + 1)
-            with m.If(~gated):
+            with m.If(~gated4):
                 m.d.sync += self.out_of_gate.eq(self.out_of_gate + 1)
             with m.Else():
                 for i in range(L):
-                    with m.If(lane == i):
+                    with m.If(lane4 == i):
                         dr = Signal(range(-(1 << 24), 1 << 24), name=f"dr_l{i}")
-                        m.d.comb += dr.eq(rel - o_rel[i])
+                        m.d.comb += dr.eq(rel4 - o_rel[i])
                         adr = Mux(dr < 0, -dr, dr)
                         with m.If(o_open[i]):
-                            m.d.sync += [o_pat[i].eq(o_pat[i] | bit),
+                            m.d.sync += [o_pat[i].eq(o_pat[i] | bit4),
                                          o_n[i].eq(Mux(o_n[i] == 7, 7, o_n[i] + 1))]
                             with m.If(adr > self.window):
                                 m.d.sync += o_wide[i].eq(1)
-                            with m.If((o_pat[i] & bit).any()):
+                            with m.If((o_pat[i] & bit4).any()):
                                 m.d.sync += o_rep[i].eq(1)
                         with m.Else():
-                            m.d.sync += [o_open[i].eq(1), o_slot[i].eq(slot3), o_pat[i].eq(bit),
-                                         o_rel[i].eq(rel), o_wide[i].eq(0), o_rep[i].eq(0),
+                            m.d.sync += [o_open[i].eq(1), o_slot[i].eq(slot4), o_pat[i].eq(bit4),
+                                         o_rel[i].eq(rel4), o_wide[i].eq(0), o_rep[i].eq(0),
                                          o_n[i].eq(1)]
         return m
 

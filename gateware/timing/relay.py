@@ -13,18 +13,19 @@ addresses them as ``tagger.tags``, ``cls.records``, ... :func:`relay_regmap` ret
 Inputs: with ``ecp5=True`` ``pulse: In(channels)`` (detector inputs into
 :class:`~.tdc.ECP5DelayLine` chains, one per line), otherwise ``therm`` (the sampled taps,
 driven by :class:`~.tdc.DelayLineModel` in simulation; same layout as :class:`~.tdc.TDC`).
-Data path: TDC -> Tagger (batch buffer, calibration table, tag FIFO) -> SlotClassifier (record
-FIFO) -> Histogrammer. Back-pressure from either FIFO stalls the path; every hit that then finds
-the batch buffer full is counted in ``tagger.lost_<c>``.
+Data path: TDC -> Tagger (batch buffer, calibration table, tag FIFO) -> 4-deep click FIFO ->
+SlotClassifier (record FIFO) -> Histogrammer. Back-pressure from either FIFO stalls the path;
+every hit that then finds the batch buffer full is counted in ``tagger.lost_<c>``.
 """
 from amaranth.hdl import Cat, Module
 from amaranth.lib import data, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In
 
 from ..regs import RegBus, RegisterBank, RegisterMap, connect_registers
 from .classifier import SlotClassifier, SlotClock
 from .histogram import Histogrammer
-from .tagger import Tagger
+from .tagger import Click, Tagger
 from .tdc import TDC, ECP5DelayLine, check_tdc_params
 
 __all__ = ["TimingBlocks", "RelayTagger", "relay_regmap"]
@@ -72,7 +73,13 @@ class TimingBlocks:
                      self.tagger.slot_edge.eq(self.slot.slot_edge),
                      self.tagger.phase_edge.eq(self.slot.phase_edge),
                      self.cls.period.eq(self.slot.period), self.cls.recip.eq(self.slot.recip)]
-        wiring.connect(m, self.tagger.o, self.cls.i)
+        # A small FIFO between tagger and classifier registers both valid and ready, so the
+        # classifier's stall logic and the tagger's serializer are separate timing paths.
+        m.submodules.click_fifo = cf = SyncFIFOBuffered(width=Click.as_shape().size, depth=4)
+        m.d.comb += [cf.w_data.eq(self.tagger.o.payload), cf.w_en.eq(self.tagger.o.valid),
+                     self.tagger.o.ready.eq(cf.w_rdy),
+                     self.cls.i.payload.eq(cf.r_data), self.cls.i.valid.eq(cf.r_rdy),
+                     cf.r_en.eq(self.cls.i.ready)]
         wiring.connect(m, self.cls.a, self.hist.a)
 
 
