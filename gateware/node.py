@@ -5,6 +5,20 @@ phase actuator) and ``relay`` (Charlie: time tagger, classifier, histograms, pha
 A node top is board independent: it talks to the host through two byte streams into and out of
 the register bridge, and a board file wraps a UART (or Ethernet) and the pins around it.
 
+* :class:`TransmitterNode` ``(clk_hz, channels=C, lanes=L)``: ``pattern0..C-1``
+  (:class:`~.pattern.generator.PatternGenerator`), ``opll`` on the 12-bit beat ADC, ``fcount`` +
+  ``reprate`` (repetition-rate lock on the beat comparator), ``io`` (:class:`TransmitterIO`:
+  beat ADC capture, phase actuator word). Port ``beat_adc`` (``beat_adc__data/clk/otr``).
+* :class:`RelayNode` ``(clk_hz, channels=N, lines, taps, bins, ...)``: ``tdc``, ``slot``,
+  ``tagger``, ``cls``, ``hist`` (:class:`~.timing.relay.TimingBlocks`), ``phase``
+  (:class:`~.loops.phase_compensator.PhaseCompensator`), ``ref`` (:class:`RelayIO`: host
+  reference events, estimates, record routing). Ports ``tdc.in`` (``tdc__in``) and
+  ``link_records`` (64-bit :class:`~.timing.classifier.RecordWord` stream for an Ethernet link).
+
+Defaults are small for the Python simulator (``sim://transmitter``, ``sim://relay``); boards
+choose their sizes in ``Board.node_params``. The register map depends on the parameters, so
+the host must build the map with the same parameters (``node_regmap(kind, **params)``).
+
 Identity registers (the same first addresses on every node)
 -----------------------------------------------------------
 ========  =============  ======  ==================================================================
@@ -17,10 +31,15 @@ address   name           access  value
 0x0004    ``clk_hz``     R       system clock frequency in Hz
 0x0005    ``scratch``    RW      free for the host (link tests)
 0x0006    ``uptime``     R       64-bit count of system clock cycles since reset (2 words)
+0x0008    ``params``     R       the parameters that shape the map (:data:`PARAMS_ADDR`; per kind
+                                 :attr:`Node.PARAM_FIELDS`): transmitter ``channels`` [7:0],
+                                 ``lanes`` [11:8], ``prob_bits`` [16:12], ``phase_bits``
+                                 [20:17]; relay ``channels`` [7:0]
 ========  =============  ======  ==================================================================
 
-The host reads ``magic``, ``map_hash`` and ``node_kind`` by address before anything else, builds
-the map for that kind, and refuses the node when the hashes differ. Then come the bridge's
+The host reads ``magic``, ``map_hash``, ``node_kind`` and ``params`` by address before anything
+else, builds the map for that kind and those parameters (:func:`node_regmap_from_params`), and
+refuses the node when the hashes differ. Then come the bridge's
 counters (``bridge.*``) and the blocks' registers (``<block>.*``).
 
 Members
@@ -55,8 +74,9 @@ from .regs import Access, Field, Reg, RegisterBank, RegisterMap, connect_registe
 from .timing.relay import TimingBlocks
 from .timing.tdc import check_tdc_params
 
-__all__ = ["MAGIC", "NODE_KINDS", "IDENTITY_REGS", "Node", "TransmitterNode", "RelayNode",
-           "TransmitterIO", "RelayIO", "beat_capture_model", "node_class", "node_regmap",
+__all__ = ["MAGIC", "NODE_KINDS", "IDENTITY_REGS", "PARAMS_ADDR", "Node", "TransmitterNode",
+           "RelayNode", "TransmitterIO", "RelayIO", "beat_capture_model", "node_class",
+           "node_regmap", "node_regmap_from_params",
            "gateware_version"]
 
 MAGIC = 0x434B4559
@@ -82,7 +102,13 @@ IDENTITY_REGS = [
     Reg("clk_hz", 32, Access.R, doc="System clock frequency in Hz."),
     Reg("scratch", 32, Access.RW, doc="Free register for link tests."),
     Reg("uptime", 64, Access.R, doc="System clock cycles since reset."),
+    Reg("params", 32, Access.R, doc="Parameters shaping the register map (per node kind: "
+        "transmitter channels[7:0] lanes[11:8] prob_bits[16:12] phase_bits[20:17]; relay "
+        "channels[7:0])."),
 ]
+
+#: Word address of the ``params`` identity register.
+PARAMS_ADDR = 8
 
 
 LINK_REGS = [
@@ -127,6 +153,17 @@ class Node(wiring.Component):
                           "heartbeat": Out(1), "link_framing_errors": In(16),
                           "link_overruns": In(16), **self.extra_members()})
 
+    #: ``(name, offset, width)`` of the constructor parameters that shape the register map,
+    #: packed into the ``params`` identity register.
+    PARAM_FIELDS = ()
+
+    def params_word(self):
+        """Return the ``params`` register value (see :attr:`PARAM_FIELDS`)."""
+        word = 0
+        for name, offset, width in self.PARAM_FIELDS:
+            word |= (self.map_params[name] & ((1 << width) - 1)) << offset
+        return word
+
     def blocks(self):
         """Return ``[(prefix, block)]``: the components whose registers the node maps."""
         return []
@@ -167,6 +204,7 @@ class Node(wiring.Component):
             bank.reg("version").data.eq(self.version),
             bank.reg("clk_hz").data.eq(self.clk_hz),
             bank.reg("uptime").data.eq(uptime),
+            bank.reg("params").data.eq(self.params_word()),
         ]
         m.d.comb += [bank.reg("link.framing_errors").data.eq(self.link_framing_errors),
                      bank.reg("link.overruns").data.eq(self.link_overruns)]
@@ -314,16 +352,25 @@ class TransmitterNode(Node):
     """
 
     kind = "transmitter"
+    PARAM_FIELDS = (("channels", 0, 8), ("lanes", 8, 4), ("prob_bits", 12, 5),
+                    ("phase_bits", 17, 4))
 
     def __init__(self, *, clk_hz=100_000_000, timeout_cycles=None, channels=1, lanes=1,
                  prob_bits=16, phase_bits=4):
+        self.gen_params = self.check_map_params(channels=channels, lanes=lanes,
+                                                prob_bits=prob_bits, phase_bits=phase_bits)
+        self.channels = channels
+        self.map_params = dict(channels=channels, lanes=lanes, prob_bits=prob_bits,
+                               phase_bits=phase_bits)
+        super().__init__(clk_hz=clk_hz, timeout_cycles=timeout_cycles)
+
+    @staticmethod
+    def check_map_params(*, channels, lanes, prob_bits, phase_bits):
+        """Raise ``ValueError`` naming the parameter; return the :class:`GeneratorParams`."""
         if isinstance(channels, bool) or not isinstance(channels, int) or \
                 not 1 <= channels <= 16:
             raise ValueError(f"channels must be an int in 1..16, not {channels!r}")
-        self.channels = channels
-        self.gen_params = GeneratorParams(lanes=lanes, prob_bits=prob_bits,
-                                          phase_bits=phase_bits)
-        super().__init__(clk_hz=clk_hz, timeout_cycles=timeout_cycles)
+        return GeneratorParams(lanes=lanes, prob_bits=prob_bits, phase_bits=phase_bits)
 
     def blocks(self):
         self.patterns = [PatternGenerator(self.gen_params) for _ in range(self.channels)]
@@ -482,13 +529,20 @@ class RelayNode(Node):
     """
 
     kind = "relay"
+    PARAM_FIELDS = (("channels", 0, 8),)
 
     def __init__(self, *, clk_hz=100_000_000, timeout_cycles=None, channels=2, lines=1,
                  taps=16, bins=64, tag_depth=64, record_depth=64):
         check_tdc_params(channels, lines, taps)
         self.shape = dict(channels=channels, lines=lines, taps=taps, bins=bins,
                           tag_depth=tag_depth, record_depth=record_depth)
+        self.map_params = dict(channels=channels)
         super().__init__(clk_hz=clk_hz, timeout_cycles=timeout_cycles)
+
+    @staticmethod
+    def check_map_params(*, channels):
+        """Raise ``ValueError`` naming the parameter when ``channels`` is invalid."""
+        check_tdc_params(channels, 1, 2)
 
     def blocks(self):
         s = self.shape
@@ -532,6 +586,19 @@ def node_regmap(kind, **params):
     node = node_class(kind)(**params)
     Fragment.get(node, None)
     return node.regmap
+
+
+def node_regmap_from_params(kind, word):
+    """Return the map of a ``kind`` node whose ``params`` identity register reads ``word``."""
+    cls = node_class(kind)
+    params = {name: (word >> offset) & ((1 << width) - 1)
+              for name, offset, width in cls.PARAM_FIELDS}
+    try:
+        cls.check_map_params(**params)      # before any elaboratable exists
+    except ValueError as exc:
+        raise ValueError(f"params register 0x{word:08x} of a {kind} node does not describe a "
+                         f"node this host can build: {exc}") from None
+    return node_regmap(kind, **params)
 
 
 def node_class(kind):

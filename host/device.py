@@ -25,7 +25,14 @@ import time
 import urllib.parse
 
 from .gateware import bridge as br
-from .gateware.node import IDENTITY_REGS, MAGIC, NODE_KINDS, node_class, node_regmap
+from .gateware.node import (
+    IDENTITY_REGS,
+    MAGIC,
+    NODE_KINDS,
+    PARAMS_ADDR,
+    node_class,
+    node_regmap_from_params,
+)
 from .gateware.regs import Access
 
 __all__ = ["DeviceError", "LinkTimeout", "Link", "SimLink", "SerialLink", "open_link",
@@ -245,7 +252,8 @@ class Device:
         self._seq = 0
         self.stats = collections.Counter()
         ident = {reg.name: i for i, reg in enumerate(IDENTITY_REGS)}
-        magic, map_hash, kind = self._transact(br.CMD_BURST_READ, 0, count=3)
+        ident_words = self._transact(br.CMD_BURST_READ, 0, count=PARAMS_ADDR + 1)
+        magic, map_hash, kind = ident_words[:3]
         if magic != MAGIC:
             raise DeviceError(f"{link.url}: not a combkey node (magic 0x{magic:08x}, expected "
                               f"0x{MAGIC:08x})")
@@ -255,7 +263,11 @@ class Device:
         self.kind = kinds[kind]
         if regmap is None:
             node = getattr(link, "node", None)
-            regmap = node.regmap if node is not None else node_regmap(self.kind)
+            try:
+                regmap = node.regmap if node is not None else \
+                    node_regmap_from_params(self.kind, ident_words[PARAMS_ADDR])
+            except ValueError as exc:
+                raise DeviceError(f"{link.url}: {exc}") from None
         self.regmap = regmap
         if map_hash != regmap.map_hash():
             raise DeviceError(
@@ -263,6 +275,7 @@ class Device:
                 f"host's map is 0x{regmap.map_hash():08x}; the gateware and host differ "
                 f"(rebuild the bitstream or update the host)")
         assert ident["magic"] == 0 and ident["map_hash"] == 1 and ident["node_kind"] == 2
+        assert regmap.address("params") == PARAMS_ADDR
 
     @classmethod
     def open(cls, url, **kwargs):

@@ -6,13 +6,17 @@ import pytest
 from amaranth.hdl import Fragment
 from amaranth.lib import wiring
 
+from combkey.boards.registry import BOARDS, get_board
 from combkey.gateware.node import (
     IDENTITY_REGS,
+    PARAMS_ADDR,
     RelayNode,
     TransmitterIO,
     TransmitterNode,
     beat_capture_model,
+    node_class,
     node_regmap,
+    node_regmap_from_params,
 )
 from combkey.gateware.stream import make_simulator
 
@@ -55,8 +59,24 @@ def test_maps_follow_the_parameters():
                  "ref.est", "ref.event"):
         assert name in relay
     for regmap in (tx, relay):
-        assert [regmap.address(r.name) for r in IDENTITY_REGS] == [0, 1, 2, 3, 4, 5, 6]
+        assert [regmap.address(r.name) for r in IDENTITY_REGS] == [0, 1, 2, 3, 4, 5, 6, 8]
+        assert regmap.address("params") == PARAMS_ADDR
     assert tx.map_hash() != node_regmap("transmitter").map_hash()
+
+
+@pytest.mark.parametrize("board_name", sorted(BOARDS))
+@pytest.mark.parametrize("kind", ["transmitter", "relay"])
+def test_params_register_rebuilds_each_board_map(board_name, kind):
+    params = get_board(board_name).node_params.get(kind, {})
+    node = node_class(kind)(**params)
+    Fragment.get(node, None)
+    rebuilt = node_regmap_from_params(kind, node.params_word())
+    assert rebuilt.map_hash() == node.regmap.map_hash()
+
+
+def test_params_register_that_no_node_matches_is_named():
+    with pytest.raises(ValueError, match="params register 0x00000000 of a transmitter node"):
+        node_regmap_from_params("transmitter", 0)
 
 
 def test_ports_carry_the_pin_plan_names():

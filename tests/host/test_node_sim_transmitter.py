@@ -4,7 +4,7 @@ regeneration of the same slots; the beat ADC capture against its stimulus."""
 import numpy as np
 import pytest
 
-from combkey.device import Device, DeviceError, SimLink
+from combkey.device import Device, DeviceError, Link, SimLink
 from combkey.gateware.node import TransmitterNode
 from combkey.gateware.pattern.generator import N_CLASSES
 from combkey.pattern import PatternConfig, regenerate
@@ -46,10 +46,25 @@ def test_default_node_counts_match_regeneration():
     assert counts[5] > 0 and counts[1] > 0 and counts[6] == 0
 
 
+class OpaqueLink(Link):
+    """A link that hides its node, like a serial or UDP link to a board."""
+
+    def __init__(self, inner):
+        self.inner, self.url = inner, inner.url
+
+    def exchange(self, request, timeout):
+        return self.inner.exchange(request, timeout)
+
+    def step(self, cycles):
+        self.inner.step(cycles)
+
+
 def test_two_channels_two_lanes_are_independent():
     node = TransmitterNode(channels=2, lanes=2)
-    link = SimLink("transmitter", node=node)
-    dev = Device(link)
+    link = OpaqueLink(SimLink("transmitter", node=node))
+    dev = Device(link)          # map rebuilt from the params identity register
+    assert dev.regmap.map_hash() == node.regmap.map_hash()
+    assert dev.read("params") == 2 | 2 << 8 | 16 << 12 | 4 << 17
     key = bytes(reversed(KEY))
     cfg = PatternConfig(protocol="mdi", p_z=0.4, p_y=0.3, p_x=0.2, p_o=0.1, lanes=2,
                         frame_len=128, n_q=128, iv_tag=7)
