@@ -56,7 +56,7 @@ accepted), ``arp_replies``, ``icmp_replies``, ``reg_replies``, ``stream_datagram
 
 Latency: the decision is taken two cycles after the last byte of a frame (``rx`` is not ready
 for three cycles); a reply's first byte is offered 10 cycles later (ARP, ICMP: the IPv4
-checksum pipeline) or 8 cycles after the bridge response is complete (UDP). Record datagrams
+checksum pipeline) or 8 cycles after the bridge response is complete (UDP). Datagrams of records
 are built while the MAC sends the previous one's FCS and gap, so back-to-back datagrams leave
 no idle time beyond the inter-frame gap.
 """
