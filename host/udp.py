@@ -179,7 +179,7 @@ class StreamReceiver:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
         self.sock.bind(bind)
         self._own_file = isinstance(out, (str, os.PathLike))
-        self.out = open(out, "wb", buffering=1 << 20) if self._own_file else out  # noqa: SIM115
+        self.out = open(out, "wb", buffering=1 << 20) if self._own_file else out
         self.stats = StreamStats(datagrams=0, records=0, bytes=0, seq_gaps=0,
                                  missing_datagrams=0, lost_records=0, reordered=0,
                                  duplicates=0,

@@ -785,7 +785,9 @@ class NetStack(wiring.Component):
         icmp_sum = r_l4[32:48] + 0x0800
         icmp_csum = (icmp_sum[:16] + icmp_sum[16:])[:16]
 
-        eth = lambda etype: _be(r_mac, 6) + _be(self.mac, 6) + _be(Const(etype, 16), 2)  # noqa: E731
+        def eth(etype):
+            return _be(r_mac, 6) + _be(self.mac, 6) + _be(Const(etype, 16), 2)
+
         ip_hdr = _be(Const(0x4500, 16), 2) + _be(r_ip_total, 2) + [Const(0, 8)] * 2 + \
             _be(Const(0x4000, 16), 2) + [Const(64, 8), Mux(r_kind == 1, PROTO_ICMP, PROTO_UDP)] \
             + _be(r_csum.value, 2) + _be(self.ip, 4) + _be(r_ip, 4)
