@@ -79,7 +79,7 @@ BOARD = Board(
     notes="UART on the FT2232 channel B; Ethernet PHY reserved for the Ethernet link.",
     # Node sizes for this device (modest; `combkey bench boards` searches the largest).
     # relay: channels = the 2 tdc__in pins of the plan.
-    node_params={"transmitter": {"channels": 2, "lanes": 4},
+    node_params={"transmitter": {"channels": 1, "lanes": 4},
                  "relay": {"lines": 2, "taps": 64, "bins": 256, "tag_depth": 512,
                            "record_depth": 512}},
 )
