@@ -346,6 +346,7 @@ class RegisterBank(wiring.Component):
         m.d.comb += bus.r_data.eq(r_data)
         m.d.sync += r_data.eq(0)
 
+        read_cases = []
         for addr, reg in self.regmap.all_resources():
             port = self.reg(reg.name)
             w = reg.width
@@ -364,17 +365,14 @@ class RegisterBank(wiring.Component):
                 m.d.sync += port.w_stb.eq(0)
                 value = Const(0, w)
 
-            # Read path (shadow capture for wide registers).
+            # Read path (shadow capture for wide registers): one parallel case per word.
             if nw == 1:
-                with m.If(bus.r_en & (bus.addr == addr)):
-                    m.d.sync += r_data.eq(value)
+                read_cases.append((addr, [r_data.eq(value)]))
             else:
                 shadow = Signal(nw * WORD_BITS, name=f"{reg.attr()}_rshadow")
-                with m.If(bus.r_en & (bus.addr == addr)):
-                    m.d.sync += [shadow.eq(value), r_data.eq(value[:WORD_BITS])]
+                read_cases.append((addr, [shadow.eq(value), r_data.eq(value[:WORD_BITS])]))
                 for i in range(1, nw):
-                    with m.If(bus.r_en & (bus.addr == addr + i)):
-                        m.d.sync += r_data.eq(shadow.word_select(i, WORD_BITS))
+                    read_cases.append((addr + i, [r_data.eq(shadow.word_select(i, WORD_BITS))]))
 
             # Write path.
             if reg.access is Access.R:
@@ -396,6 +394,13 @@ class RegisterBank(wiring.Component):
                     m.d.sync += port.data.eq((port.data & ~new) | port.set)
                 else:
                     m.d.sync += [port.data.eq(new), port.w_stb.eq(1)]
+
+        # A parallel multiplexer (not a priority chain): depth grows with log2 of the map size.
+        with m.If(bus.r_en):
+            with m.Switch(bus.addr):
+                for addr, stmts in read_cases:
+                    with m.Case(addr):
+                        m.d.sync += stmts
         return m
 
 
