@@ -54,6 +54,7 @@ link_framing_errors, link_overruns : In(16)
     Error counters of the physical link around the node (the UART's framing errors and bytes
     dropped on overrun), mapped to the registers ``link.framing_errors`` and ``link.overruns``.
 """
+import dataclasses
 import os
 import subprocess
 from types import SimpleNamespace
@@ -70,13 +71,13 @@ from .loops.opll import OPLL
 from .loops.phase_compensator import PhaseCompensator
 from .loops.reprate import RepRateLock
 from .pattern.generator import GeneratorParams, PatternGenerator
-from .regs import Access, Field, Reg, RegisterBank, RegisterMap, connect_registers
+from .regs import Access, Field, Reg, RegBus, RegisterBank, RegisterMap, connect_registers
 from .timing.relay import TimingBlocks
 from .timing.tdc import check_tdc_params
 
 __all__ = ["MAGIC", "NODE_KINDS", "IDENTITY_REGS", "PARAMS_ADDR", "Node", "TransmitterNode",
            "RelayNode", "TransmitterIO", "RelayIO", "beat_capture_model", "node_class",
-           "node_regmap", "node_regmap_from_params",
+           "node_regmap", "node_regmap_from_params", "SplitBank",
            "gateware_version"]
 
 MAGIC = 0x434B4559
@@ -117,6 +118,58 @@ LINK_REGS = [
     Reg("overruns", 16, Access.R, doc="Bytes the link dropped because the bridge was busy "
         "(saturating)."),
 ]
+
+
+class SplitBank(wiring.Component):
+    """A :class:`RegisterBank` cut into sub-banks of at most ``max_words`` words.
+
+    The same bus behaviour as one bank (read latency 1, unmapped reads 0), but each sub-bank
+    only decodes its own address range, so the read multiplexer is a few short chains ORed
+    together instead of one chain as long as the map (the WebAssembly yosys' ABC9 exhausts its
+    call stack on a single chain of about 130 words or more). ``reg(name)`` finds a register's
+    port in its sub-bank.
+    """
+
+    def __init__(self, regmap, max_words=64):
+        self.regmap = regmap
+        self.parts = []                                 # (base, size, RegisterBank)
+        chunk, base = [], 0
+        for a, reg in regmap.all_resources():
+            if chunk and a + reg.words - base > max_words and a % 2 == 0:
+                self.parts.append((base, chunk))
+                chunk, base = [], a
+            chunk.append(dataclasses.replace(reg))
+        if chunk:
+            self.parts.append((base, chunk))
+        banks = []
+        for base, regs in self.parts:
+            sub = RegisterMap([("", regs)])
+            for r in regs:
+                if sub.address(r.name) + base != regmap.address(r.name):
+                    raise AssertionError(f"sub-bank address of {r.name!r} moved")
+            banks.append((base, sub.size, RegisterBank(sub)))
+        self.parts = banks
+        self._owner = {r.name: bank for _, _, bank in banks for r in bank.regmap}
+        super().__init__({"bus": In(RegBus)})
+
+    def reg(self, name):
+        """Return the port of register ``name`` (dotted name)."""
+        if name not in self._owner:
+            raise KeyError(f"no register named {name!r}")
+        return self._owner[name].reg(name)
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.bus
+        r_data = 0
+        for i, (base, size, bank) in enumerate(self.parts):
+            m.submodules[f"part{i}"] = bank
+            hit = (bus.addr >= base) & (bus.addr < base + size)
+            m.d.comb += [bank.bus.addr.eq(bus.addr - base), bank.bus.w_data.eq(bus.w_data),
+                         bank.bus.w_en.eq(bus.w_en & hit), bank.bus.r_en.eq(bus.r_en & hit)]
+            r_data = r_data | bank.bus.r_data
+        m.d.comb += bus.r_data.eq(r_data)
+        return m
 
 
 class Node(wiring.Component):
@@ -190,7 +243,7 @@ class Node(wiring.Component):
         m = Module()
         m.submodules.bridge = bridge = RegBridge(map_size=self.regmap.size,
                                                  timeout_cycles=self.timeout_cycles)
-        m.submodules.bank = bank = RegisterBank(self.regmap)
+        m.submodules.bank = bank = SplitBank(self.regmap)
         wiring.connect(m, bridge.bus, bank.bus)
         wiring.connect(m, wiring.flipped(self.rx), bridge.rx)
         wiring.connect(m, bridge.tx, wiring.flipped(self.tx))
