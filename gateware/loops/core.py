@@ -48,7 +48,7 @@ from ..regs import Access, Reg
 __all__ = ["LoopCore", "LoopCoreModel", "LoopCoreConfig", "LATENCY"]
 
 #: cycles from the input transfer to ``o.valid``.
-LATENCY = FILTER_LATENCY + MONITOR_LATENCY + 7
+LATENCY = FILTER_LATENCY + MONITOR_LATENCY + 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +160,7 @@ class LoopCore(wiring.Component):
         m.d.comb += self.locked.eq(mon.locked)
 
         err = Signal(signed(self.err_width))
+        mon_e = Signal(signed(self.mon_width))
         valid = Signal()
         y_last = Signal(signed(ow))
         t = Signal(signed(ow + 1))
@@ -177,17 +178,20 @@ class LoopCore(wiring.Component):
             m.d.comb += self.clear_out.eq(1)
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += [self.i.ready.eq(1),
-                             mon.i.valid.eq(self.i.valid & self.i.payload.valid),
-                             mon.i.payload.err.eq(self.i.payload.mon),
-                             mon.i.payload.act.eq(y_last)]
+                m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
-                    m.d.sync += [err.eq(self.i.payload.err), valid.eq(self.i.payload.valid),
+                    m.d.sync += [err.eq(self.i.payload.err), mon_e.eq(self.i.payload.mon),
+                                 valid.eq(self.i.payload.valid),
                                  mon_hold.eq(0), mon_clear.eq(0)]
-                    with m.If(self.i.payload.valid):
-                        m.next = "MON"
-                    with m.Else():
-                        m.next = "PUSH"
+                    m.next = "START"
+            with m.State("START"):
+                # the monitor's input comes from registers, not from the upstream handshake
+                m.d.comb += [mon.i.valid.eq(valid), mon.i.payload.err.eq(mon_e),
+                             mon.i.payload.act.eq(y_last)]
+                with m.If(valid):
+                    m.next = "MON"
+                with m.Else():
+                    m.next = "PUSH"
             with m.State("MON"):
                 with m.If(mon.done):
                     m.d.sync += [mon_hold.eq(mon.hold), mon_clear.eq(mon.clear)]
