@@ -459,8 +459,8 @@ class RelayIO(wiring.Component):
         Reference events for the phase compensator, pushed by the host through the ``event``
         register (one-entry buffer; an event written while the buffer is still full is
         dropped and counted in ``event_drops``).
-    est : In(stream.Signature(ref_estimate_layout(count_width)))
-        Phase estimates; the latest untaken one is held for the ``est`` register (``est.ready``
+    est_in : In(stream.Signature(ref_estimate_layout(count_width)))
+        Phase estimates; the latest untaken one is held for the ``est`` register (``est_in.ready``
         is low while one is held, so the compensator counts missed ones in ``phase.est_drops``).
     head : In(64), head_rd : In(1), pop : Out(1)
         The classifier's record FIFO head (:class:`RecordWord`, 0 when empty), the read strobe
@@ -471,9 +471,9 @@ class RelayIO(wiring.Component):
         record is popped by exactly one of the two readers, never duplicated or skipped.
 
     Registers: ``event`` (W1P 4: ``quad``, ``d0``, ``d1``, ``last``), ``event_drops`` (R 32),
-    ``est`` (R 64: bit 0 = an estimate is held, bits 1.. its ``ref_estimate_layout`` value;
-    reading word 0 takes it), ``streamed`` (R 32, records delivered on ``records``,
-    wrapping). The compensator's own ``phase.act`` and ``phase.monitor.locked`` registers give
+    ``est`` (R 58 at count_width 10: bit 0 = an estimate is held, bits 1.. its
+    ``ref_estimate_layout`` value; reading word 0 takes it), ``streamed`` (R 32, records
+    delivered on ``records``, wrapping). The compensator's own ``phase.act`` and ``phase.monitor.locked`` registers give
     the actuator word and the lock state.
     """
 
