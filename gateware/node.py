@@ -473,8 +473,8 @@ class RelayIO(wiring.Component):
     Registers: ``event`` (W1P 4: ``quad``, ``d0``, ``d1``, ``last``), ``event_drops`` (R 32),
     ``est`` (R 58 at count_width 10: bit 0 = an estimate is held, bits 1.. its
     ``ref_estimate_layout`` value; reading word 0 takes it), ``streamed`` (R 32, records
-    delivered on ``records``, wrapping). The compensator's own ``phase.act`` and ``phase.monitor.locked`` registers give
-    the actuator word and the lock state.
+    delivered on ``records``, wrapping). The compensator's own ``phase.act`` and
+    ``phase.monitor.locked`` registers give the actuator word and the lock state.
     """
 
     def __init__(self, count_width=10):
