@@ -381,7 +381,7 @@ class SlotClassifier(wiring.Component):
             with m.If(stale[i]):
                 m.d.comb += sel.eq(i)
         # Emit.
-        rec = RecordWord(rfifo.w_data)
+        rec = Signal(RecordWord)
         pat_sel = Signal(4)
         wide_sel = Signal()
         m.d.comb += [pat_sel.eq(Cat(*o_pat).word_select(sel, 4)), wide_sel.eq(o_wide.bit_select(
@@ -407,18 +407,24 @@ class SlotClassifier(wiring.Component):
                      rec.double.eq(npat >= 2), rec.wide.eq(wide_sel),
                      rec.repeat.eq(o_rep.bit_select(sel, 1)),
                      rec.clicks.eq(Cat(*o_n).word_select(sel, 3)), rec.mode.eq(self.mode)]
-        emit = stale.any() & rfifo.w_rdy
-        m.d.comb += rfifo.w_en.eq(emit)
+        # The emitted record is registered before the FIFO and the counters (timing); one
+        # FIFO place is kept free for it.
+        emit_q = Signal()
+        emit = stale.any() & ((rfifo.w_level + emit_q) < self.record_depth - 1)
+        cls_q, pat_q = Signal(3), Signal(4)
+        m.d.sync += [emit_q.eq(emit), rfifo.w_data.eq(rec), cls_q.eq(cls), pat_q.eq(pat_sel)]
+        m.d.comb += rfifo.w_en.eq(emit_q)
         with m.If(emit):
             m.d.sync += o_open.bit_select(sel, 1).eq(0)
+        with m.If(emit_q):
             for ci, cname in ((ClickClass.SINGLE, "single"), (ClickClass.PSI_MINUS, "psi_minus"),
                               (ClickClass.PSI_PLUS, "psi_plus"), (ClickClass.MULTI, "multi")):
                 cnt = getattr(self, f"class_{cname}")
-                with m.If(cls == ci):
+                with m.If(cls_q == ci):
                     m.d.sync += cnt.eq(cnt + 1)
             for p in range(16):
                 cnt = getattr(self, f"pattern_{p}")
-                with m.If(pat_sel == p):
+                with m.If(pat_q == p):
                     m.d.sync += cnt.eq(cnt + 1)
         with m.If(flushing & ~stale.any()):
             m.d.sync += flushing.eq(0)
