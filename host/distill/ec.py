@@ -14,7 +14,7 @@ Interface
 ``peg(var_degrees, m, *, seed=0, depth=2) -> (rows, cols)``
     Edge list of a Tanner graph with the given variable-node degrees (``int`` array, length
     ``n``) and ``m`` checks.
-``Reconciler(frame_bits=16384, rates=RATES, f_low=1.05, f_high_min=1.3, steps=8,
+``Reconciler(frame_bits=16384, rates=RATES, f_low=1.05, f_high_min=1.3, f_step=0.04,
 max_iter=40, bp_method="product_sum", ms_scaling_factor=0.75, schedule="parallel", seed=0)``
     ``layout(qber) -> (rate, m, d)`` is the code and filler size chosen for an estimated QBER;
     ``reconcile(alice_bits, bob_bits, qber_hint, channel, *, alice="alice", bob="bob", rng=None,
@@ -46,10 +46,11 @@ Alice draws at random. ``layout`` picks, from the family, the code with the fewe
 ``m`` such that with all ``d`` filler bits punctured the first attempt discloses
 ``m - d = f_low k h(q)`` with ``0 <= d <= 0.12 n`` and, with all of them revealed,
 ``m >= f_high_min k h(q)``. Every attempt starts with the filler punctured (Bob gives them
-probability 1/2); after a failed decoding Alice reveals the values of ``ceil(d / steps)`` more
-filler bits (they become shortened, probability ~0) and Bob decodes again. When all filler
-bits are revealed and decoding still fails, Alice sends the frame's key bits in the clear (the
-frame is fully leaked, never dropped) and the frame counts as a frame error.
+probability 1/2); after a failed decoding Alice reveals the values of ``ceil(f_step k h(q))``
+more filler bits (they become shortened, probability ~0; the next attempt's ``f`` is ``f_step``
+higher) and Bob decodes again. When all filler bits are revealed and decoding still fails,
+Alice sends the frame's key bits in the clear (the frame is fully leaked, never dropped) and
+the frame counts as a frame error.
 
 Leakage accounting (per frame): ``m - p`` bits, ``p`` the number of filler bits still
 punctured when decoding succeeded, i.e. the syndrome's ``m`` bits plus the revealed filler bits
@@ -303,7 +304,7 @@ class Reconciler:
 
     MAX_FILLER = 0.12
 
-    def __init__(self, frame_bits=16384, rates=RATES, f_low=1.05, f_high_min=1.3, steps=8,
+    def __init__(self, frame_bits=16384, rates=RATES, f_low=1.05, f_high_min=1.3, f_step=0.04,
                  max_iter=40, bp_method="product_sum", ms_scaling_factor=0.75,
                  schedule="parallel", seed=0):
         if not isinstance(frame_bits, int) or frame_bits < 256:
@@ -313,8 +314,8 @@ class Reconciler:
             raise ValueError(f"rates must be a non-empty subset of {RATES}, not {rates!r}")
         if not 0.5 <= f_low <= f_high_min:
             raise ValueError(f"f_low must be in [0.5, f_high_min], not {f_low!r}")
-        if not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be a positive integer, not {steps!r}")
+        if not 0 < f_step <= 1:
+            raise ValueError(f"f_step must be in (0, 1], not {f_step!r}")
         if not isinstance(max_iter, int) or max_iter < 1:
             raise ValueError(f"max_iter must be a positive integer, not {max_iter!r}")
         if bp_method not in ("product_sum", "minimum_sum"):
@@ -326,7 +327,7 @@ class Reconciler:
         self.rates = tuple(sorted(rates, reverse=True))
         self.f_low = f_low
         self.f_high_min = f_high_min
-        self.steps = steps
+        self.f_step = f_step
         self.max_iter = max_iter
         self.bp_method = bp_method
         self.ms_scaling_factor = ms_scaling_factor
@@ -391,8 +392,8 @@ class Reconciler:
         # public layout: filler positions (in reveal order) and key positions, same every frame
         filler = np.random.default_rng([self.seed, n, d]).choice(n, d, replace=False)
         keypos = np.setdiff1d(np.arange(n), filler)
-        step = int(math.ceil(d / self.steps)) if d else 0
         p_key = min(max(qber_hint, 1e-4), 0.45)
+        step = max(1, int(math.ceil(self.f_step * k * h2(p_key))))
         for start in range(0, total, k):
             chunk = slice(start, min(start + k, total))
             kb = chunk.stop - chunk.start
