@@ -182,6 +182,9 @@ class Board:
     node_params: dict = field(default_factory=dict)
     #: board resources that combkey adds beyond amaranth-boards' (e.g. a heartbeat pin).
     extra_resources: tuple = ()
+    #: ``(name, number)`` of an RGMII PHY resource for the Ethernet link (see
+    #: :mod:`combkey.boards.ethernet`), or ``None``.
+    ethernet: tuple = None
 
     def __post_init__(self):
         seen = set()
@@ -333,6 +336,12 @@ class NodeOnBoard(Elaboratable):
     def __init__(self, board, node_factory, link_factory, *, sys_clk_hz=None, baud=115200):
         self.board = board
         sys_clk_hz = board.default_sys_clk_hz if sys_clk_hz is None else sys_clk_hz
+        if board.ethernet is not None:
+            from .ethernet import ETH_CLK_HZ, ethernet_factories
+            if sys_clk_hz != ETH_CLK_HZ:
+                raise ValueError(f"sys_clk_hz must be {ETH_CLK_HZ} on {board.name} (its "
+                                 f"Ethernet link runs in sync), not {sys_clk_hz!r}")
+            node_factory, link_factory = ethernet_factories(board, node_factory, link_factory)
         self.needs_fast = None  # known after the node is built
         self.pll = ecp5_pll_config(board.clk_in_hz, sys_clk_hz)
         self.clk_hz = round(self.pll.f_out)

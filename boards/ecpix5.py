@@ -1,13 +1,15 @@
 """ECPIX-5 (LFE5UM5G-85F, BG554, speed 8): combkey nodes on LambdaConcept's ECPIX-5.
 
 Clocks: the 100 MHz oscillator (K23) feeds one EHXPLLL (Lattice FPGA-TN-02200, "ECP5 and ECP5-5G
-sysCLOCK PLL/DCS/DCC Usage Guide"): CLKOP is the ``sync`` system clock (default 50 MHz,
-``--sys-clk-mhz``), CLKOS the 250 MHz edge clock of the modulator gearing when a node uses it
-(``fast`` = 125 MHz). The reset button (AB1) resets the PLL.
+sysCLOCK PLL/DCS/DCC Usage Guide"): CLKOP is the ``sync`` system clock (125 MHz, the
+Ethernet byte clock; no other ``--sys-clk-mhz`` is accepted), CLKOS the 250 MHz edge clock of
+the modulator gearing when a node uses it (``fast`` = 125 MHz). The reset button (AB1) resets
+the PLL.
 
 Link: UART on the FT2232 second channel (``uart`` 0: rx R26, tx R24); programming through the
 first channel (``openFPGALoader -b ecpix5``). Heartbeat: the green element of RGB LED 0 (R21).
-Ethernet: the RTL8211 RGMII PHY (``eth_rgmii`` 0) is reserved for the Ethernet link.
+Ethernet: the RTL8211 RGMII PHY (``eth_rgmii`` 0) carries the register bridge (shared with the
+UART) and the relay's record stream (:mod:`combkey.boards.ethernet`, ``docs/ethernet.md``).
 
 Pin plan (:data:`PIN_PLAN`, on the eight Pmod connectors; pins 1-4 top row, 7-10 bottom row)
 ---------------------------------------------------------------------------------------------
@@ -70,13 +72,14 @@ BOARD = Board(
     clk_resource=("clk100", 0),
     rst_resource=("rst", 0),
     clk_in_hz=100e6,
-    default_sys_clk_hz=50e6,
+    default_sys_clk_hz=125e6,      # Ethernet: sync = 125 MHz
     fast_clk_hz=125e6,
     uart_resource=("uart", 0),
     led_resource=("rgb_led", 0, "g"),
     loader_args=("-b", "ecpix5"),
     pin_plan=PIN_PLAN,
     notes="UART on the FT2232 channel B; Ethernet PHY reserved for the Ethernet link.",
+    ethernet=("eth_rgmii", 0),
     # Node sizes for this device (modest; `combkey bench boards` searches the largest).
     # relay: channels = the 2 tdc__in pins of the plan.
     node_params={"transmitter": {"channels": 1, "lanes": 4},

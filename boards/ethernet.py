@@ -1,0 +1,388 @@
+"""Ethernet on a board: the node's register bridge over UART *and* UDP, and the record stream.
+
+A board whose :class:`~combkey.boards.base.Board` names an ``ethernet`` resource (the ECPIX-5's
+RTL8211 ``eth_rgmii`` 0) gets, around the usual node top:
+
+* the node with one more register block, ``net`` (:class:`~combkey.gateware.net.core.EthernetCore`,
+  see ``docs/ethernet.md``), made by :func:`ethernet_node_class`. The ``params`` identity register
+  reports it in bit 31 (``ethernet``), so the host can rebuild the map (see *Host* below);
+* :class:`LinkMux` between the bridge and its two clients, the UART (``UARTLink``) and the UDP
+  register port of the core;
+* the node's ``link_records`` stream (relay) into ``core.records`` and the tagger's lost-hit
+  counts (sum of ``tagger.lost_<c>``) into ``core.upstream_dropped``;
+* :class:`~combkey.gateware.net.core.RGMIIPins` on the PHY's pins (TXC delayed 2 ns by DELAYG,
+  ``rx_delay_ps=0``: the ECPIX-5's RTL8211 delays RXC itself).
+
+``sync`` must run at 125 MHz (1000BASE-T byte clock), so :class:`NodeOnBoard` refuses any other
+system clock on such a board.
+
+Sharing the bridge: :class:`LinkMux`
+------------------------------------
+One bridge, one register bank; the two links take turns **by whole request frames**:
+
+Members: ``a``/``b`` (``In(stream.Signature(8))``) request bytes from client A (UART) and B (UDP);
+``a_rsp``/``b_rsp`` (``Out``) their response bytes; ``o`` (``Out``) bytes into the bridge;
+``o_rsp`` (``In``) bytes from the bridge; ``timeouts`` (``Out(32)``, wrapping) turns ended by
+the idle timeout.
+
+* Idle: the first client with a byte waiting gets the bridge; when both are waiting the one not
+  served last wins (round robin, so neither can starve the other).
+* A turn forwards one request frame, parsed from its header (``0xC5 seq cmd addr16 count``:
+  ``8 + 4*count`` bytes for a WRITE, 8 otherwise), then routes the bridge's response (its length
+  from its own header, ``6 + 4*count``) back to that client. A first byte that is not the start
+  byte is passed alone (the bridge skips and counts it) and ends the turn.
+* A turn also ends after ``timeout_cycles`` cycles without a byte moving (a truncated request or
+  a request the bridge drops without answer, e.g. a bad CRC). ``timeout_cycles`` must exceed the
+  bridge's own idle timeout so that the bridge has dropped a truncated frame before the other
+  client's bytes arrive (the board uses twice it).
+* When the turn goes to a different client than the previous frame, the mux first sends the
+  bridge a READ of address 0 (``magic``) and discards its response. The bridge treats a WRITE
+  whose ``seq`` equals that of the write just before it, with no valid frame in between, as a
+  retry and does not apply it; without that read, client B's write could be mistaken for a retry
+  of client A's write with the same ``seq``. (A client's retry is still recognised as long as
+  no frame of the other client came in between; if one did, the retried write is applied again,
+  which is harmless for the idempotent writes the host does.)
+
+Latency: one cycle per byte through the mux (combinational), plus 8 request + 10 response bytes
+of the injected read when the client changes. Model: :class:`LinkMuxModel` (cycle by cycle).
+
+Why not a second bridge: the bank and the bridge are built inside ``Node.elaborate``; a second
+bridge on the same bank needs a bus arbiter there (a change to ``gateware/node.py``).
+
+Host
+----
+``params`` bit 31 = 1 marks a node with the ``net`` block. ``node_regmap_from_params`` in
+``gateware/node.py`` must learn that bit (see the report / ``docs/ethernet.md``) before a host
+accepts such a node: today it rebuilds the map without ``net.*`` and refuses the hash.
+"""
+import functools
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from combkey.gateware.bridge import CMD_READ, CMD_WRITE, SOF_REQUEST, encode_request
+
+__all__ = ["ETH_CLK_HZ", "ETHERNET_PARAM", "LinkMux", "LinkMuxModel", "SWITCH_REQUEST",
+           "ethernet_node_class", "EthernetFront", "ethernet_factories"]
+
+#: The system clock an Ethernet-equipped node needs (1000BASE-T GMII byte clock).
+ETH_CLK_HZ = 125_000_000
+#: ``(name, offset, width)`` of the Ethernet flag in the ``params`` identity register.
+ETHERNET_PARAM = ("ethernet", 31, 1)
+#: The READ of ``magic`` that the mux sends when the bridge changes client (see docstring).
+SWITCH_REQUEST = encode_request(0, CMD_READ, 0, 1)
+#: Core parameters for the ECPIX-5's RTL8211 (RXC delayed by the PHY, TXC by DELAYG).
+CORE_PARAMS = dict(tx_clk_mode="delay", tx_delay_ps=2000, rx_delay_ps=0)
+
+
+def _req_need(cmd, count):
+    return 8 + (4 * count if cmd == CMD_WRITE else 0)
+
+
+class LinkMux(wiring.Component):
+    """Two byte-stream clients sharing one register bridge (see the module docstring)."""
+
+    def __init__(self, *, timeout_cycles):
+        if isinstance(timeout_cycles, bool) or not isinstance(timeout_cycles, int) or \
+                timeout_cycles < 2:
+            raise ValueError(f"timeout_cycles must be an integer >= 2, not {timeout_cycles!r}")
+        self.timeout_cycles = timeout_cycles
+        super().__init__({
+            "a": In(stream.Signature(8)), "a_rsp": Out(stream.Signature(8)),
+            "b": In(stream.Signature(8)), "b_rsp": Out(stream.Signature(8)),
+            "o": Out(stream.Signature(8)), "o_rsp": In(stream.Signature(8)),
+            "timeouts": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        owner = Signal()            # client of the current turn (0 = a, 1 = b)
+        last = Signal()             # client of the previous forwarded frame
+        prio = Signal()             # client preferred when both wait
+        n = Signal(11)              # bytes moved in this phase
+        need = Signal(11)
+        cmd = Signal(8)
+        timer = Signal(range(self.timeout_cycles + 1))
+        sw = list(SWITCH_REQUEST)
+
+        src_valid = Mux(owner, self.b.valid, self.a.valid)
+        src_data = Mux(owner, self.b.payload, self.a.payload)
+        moved = Signal()
+
+        def tick(m, moving):
+            with m.If(moving):
+                m.d.sync += timer.eq(0)
+            with m.Elif(timer == self.timeout_cycles - 1):
+                m.d.sync += [timer.eq(0), self.timeouts.eq(self.timeouts + 1),
+                             prio.eq(~owner)]
+                m.next = "IDLE"
+            with m.Else():
+                m.d.sync += timer.eq(timer + 1)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                pick = Mux(self.a.valid & self.b.valid, prio, self.b.valid)
+                with m.If(self.a.valid | self.b.valid):
+                    m.d.sync += [owner.eq(pick), n.eq(0), timer.eq(0)]
+                    with m.If(pick != last):
+                        m.next = "SWITCH"
+                    with m.Else():
+                        m.next = "REQ"
+            with m.State("SWITCH"):
+                m.d.comb += self.o.valid.eq(1)
+                with m.Switch(n):
+                    for i, byte in enumerate(sw):
+                        with m.Case(i):
+                            m.d.comb += self.o.payload.eq(byte)
+                with m.If(self.o.ready):
+                    m.d.sync += n.eq(n + 1)
+                    with m.If(n == len(sw) - 1):
+                        m.d.sync += [n.eq(0), need.eq(6)]
+                        m.next = "SWITCH_RSP"
+                tick(m, self.o.ready)
+            with m.State("SWITCH_RSP"):
+                m.d.comb += self.o_rsp.ready.eq(1)
+                with m.If(self.o_rsp.valid):
+                    m.d.sync += n.eq(n + 1)
+                    with m.If(n == 3):
+                        m.d.sync += need.eq(6 + 4 * self.o_rsp.payload)
+                    with m.If((n >= 3) & (n + 1 == Mux(n == 3, 6 + 4 * self.o_rsp.payload,
+                                                       need))):
+                        m.d.sync += [n.eq(0), last.eq(owner), timer.eq(0)]
+                        m.next = "REQ"
+                tick(m, self.o_rsp.valid)
+            with m.State("REQ"):
+                m.d.comb += [self.o.valid.eq(src_valid), self.o.payload.eq(src_data),
+                             self.a.ready.eq(~owner & self.o.ready),
+                             self.b.ready.eq(owner & self.o.ready),
+                             moved.eq(src_valid & self.o.ready)]
+                with m.If(moved):
+                    m.d.sync += [n.eq(n + 1), last.eq(owner)]
+                    with m.If(n == 2):
+                        m.d.sync += cmd.eq(src_data)
+                    with m.If((n == 0) & (src_data != SOF_REQUEST)):
+                        m.d.sync += [n.eq(0), prio.eq(~owner)]
+                        m.next = "IDLE"
+                    with m.If(n == 5):
+                        m.d.sync += need.eq(Mux(cmd == CMD_WRITE, 8 + 4 * src_data, 8))
+                    with m.If((n >= 7) & (n + 1 == need)):
+                        m.d.sync += [n.eq(0), need.eq(6)]
+                        m.next = "RSP"
+                tick(m, moved)
+            with m.State("RSP"):
+                rsp = Signal()
+                m.d.comb += [self.a_rsp.payload.eq(self.o_rsp.payload),
+                             self.b_rsp.payload.eq(self.o_rsp.payload),
+                             self.a_rsp.valid.eq(self.o_rsp.valid & ~owner),
+                             self.b_rsp.valid.eq(self.o_rsp.valid & owner),
+                             self.o_rsp.ready.eq(Mux(owner, self.b_rsp.ready,
+                                                     self.a_rsp.ready)),
+                             rsp.eq(self.o_rsp.valid & self.o_rsp.ready)]
+                with m.If(rsp):
+                    m.d.sync += n.eq(n + 1)
+                    with m.If(n == 3):
+                        m.d.sync += need.eq(6 + 4 * self.o_rsp.payload)
+                    with m.If((n >= 3) & (n + 1 == Mux(n == 3, 6 + 4 * self.o_rsp.payload,
+                                                       need))):
+                        m.d.sync += [n.eq(0), prio.eq(~owner)]
+                        m.next = "IDLE"
+                # A response byte offered but not taken (the client is slow) is not idleness.
+                tick(m, self.o_rsp.valid)
+        return m
+
+
+class LinkMuxModel:
+    """Cycle model of :class:`LinkMux`.
+
+    :meth:`step` takes the inputs seen in one cycle (``a_valid``, ``a_data``, ``b_valid``,
+    ``b_data``, ``o_ready``, ``o_rsp_valid``, ``o_rsp_data``, ``a_rsp_ready``, ``b_rsp_ready``)
+    and returns the outputs of that cycle (``o_valid``, ``o_data``, ``a_ready``, ``b_ready``,
+    ``a_rsp_valid``, ``b_rsp_valid``, ``o_rsp_ready``, ``timeouts``) before advancing the state.
+    ``o_data`` is only meaningful when ``o_valid``.
+    """
+
+    def __init__(self, *, timeout_cycles):
+        self.timeout_cycles = timeout_cycles
+        self.state = "IDLE"
+        self.owner = self.last = self.prio = 0
+        self.n = self.need = self.cmd = self.timer = 0
+        self.timeouts = 0
+
+    def _tick(self, moving):
+        if moving:
+            self.timer = 0
+        elif self.timer == self.timeout_cycles - 1:
+            self.timer = 0
+            self.timeouts = (self.timeouts + 1) & 0xFFFF_FFFF
+            self.prio = 1 - self.owner
+            return "IDLE"
+        else:
+            self.timer += 1
+        return None
+
+    def step(self, i):
+        out = dict(o_valid=0, o_data=0, a_ready=0, b_ready=0, a_rsp_valid=0, b_rsp_valid=0,
+                   o_rsp_ready=0, timeouts=self.timeouts)
+        st = self.state
+        nxt = st
+        if st == "IDLE":
+            if i["a_valid"] or i["b_valid"]:
+                pick = self.prio if (i["a_valid"] and i["b_valid"]) else int(bool(i["b_valid"]))
+                self.owner, self.n, self.timer = pick, 0, 0
+                nxt = "SWITCH" if pick != self.last else "REQ"
+        elif st == "SWITCH":
+            out["o_valid"], out["o_data"] = 1, SWITCH_REQUEST[self.n]
+            if i["o_ready"]:
+                self.n += 1
+                if self.n == len(SWITCH_REQUEST):
+                    self.n, self.need = 0, 6
+                    nxt = "SWITCH_RSP"
+            nxt = self._tick(i["o_ready"]) or nxt
+        elif st == "SWITCH_RSP":
+            out["o_rsp_ready"] = 1
+            if i["o_rsp_valid"]:
+                n = self.n
+                self.n += 1
+                need = 6 + 4 * i["o_rsp_data"] if n == 3 else self.need
+                self.need = need
+                if n >= 3 and n + 1 == need:
+                    self.n, self.last, self.timer = 0, self.owner, 0
+                    nxt = "REQ"
+            nxt = self._tick(i["o_rsp_valid"]) or nxt
+        elif st == "REQ":
+            valid = i["b_valid"] if self.owner else i["a_valid"]
+            data = i["b_data"] if self.owner else i["a_data"]
+            out["o_valid"], out["o_data"] = valid, data
+            out["a_ready"] = int(not self.owner and i["o_ready"])
+            out["b_ready"] = int(self.owner and i["o_ready"])
+            moved = valid and i["o_ready"]
+            if moved:
+                n = self.n
+                self.n += 1
+                self.last = self.owner
+                if n == 2:
+                    self.cmd = data
+                if n == 0 and data != SOF_REQUEST:
+                    self.n, self.prio = 0, 1 - self.owner
+                    nxt = "IDLE"
+                if n == 5:
+                    self.need = _req_need(self.cmd, data)
+                if n >= 7 and n + 1 == self.need:
+                    self.n, self.need = 0, 6
+                    nxt = "RSP"
+            nxt = self._tick(moved) or nxt
+        elif st == "RSP":
+            out["a_rsp_valid"] = int(i["o_rsp_valid"] and not self.owner)
+            out["b_rsp_valid"] = int(i["o_rsp_valid"] and self.owner)
+            out["o_rsp_ready"] = i["b_rsp_ready"] if self.owner else i["a_rsp_ready"]
+            if i["o_rsp_valid"] and out["o_rsp_ready"]:
+                n = self.n
+                self.n += 1
+                need = 6 + 4 * i["o_rsp_data"] if n == 3 else self.need
+                self.need = need
+                if n >= 3 and n + 1 == need:
+                    self.n, self.prio = 0, 1 - self.owner
+                    nxt = "IDLE"
+            nxt = self._tick(i["o_rsp_valid"]) or nxt
+        self.state = nxt
+        return out
+
+
+def ethernet_node_class(cls):
+    """Return the subclass of node top ``cls`` with the ``net`` block (:class:`EthernetCore`).
+
+    The subclass appends ``("net", core)`` to the node's blocks (so ``net.*`` registers join the
+    map after every other block) and adds :data:`ETHERNET_PARAM` to ``PARAM_FIELDS`` (``params``
+    bit 31 = 1). ``core_params`` (keyword) overrides :data:`CORE_PARAMS`.
+    """
+    return _ethernet_class(cls)
+
+
+@functools.cache
+def _ethernet_class(cls):
+    from combkey.gateware.net.core import EthernetCore
+
+    class EthernetNode(cls):
+        PARAM_FIELDS = tuple(cls.PARAM_FIELDS) + (ETHERNET_PARAM,)
+
+        def __init__(self, *, core_params=None, **kw):
+            self._core_params = {**CORE_PARAMS, **(core_params or {})}
+            super().__init__(**kw)
+            self.map_params = {**self.map_params, "ethernet": 1}
+
+        def blocks(self):
+            self.net = EthernetCore(**self._core_params)
+            return list(super().blocks()) + [("net", self.net)]
+
+    EthernetNode.__name__ = EthernetNode.__qualname__ = f"Ethernet{cls.__name__}"
+    return EthernetNode
+
+
+class EthernetFront(wiring.Component):
+    """What ``UARTLink`` sees as "the node" on an Ethernet board: the node, the mux, the pins.
+
+    Members ``rx``/``tx`` (the UART's byte streams, client A of :class:`LinkMux`) and
+    ``link_framing_errors``/``link_overruns`` (passed to the node). The node's ``net`` core is
+    client B; its RGMII pins come from ``platform.request(*resource, dir="-")`` (skipped when
+    ``platform`` is ``None``, e.g. in simulation).
+    """
+
+    def __init__(self, node, *, resource=("eth_rgmii", 0)):
+        if not hasattr(node, "net"):
+            raise TypeError(f"node must be built by ethernet_node_class(), not {node!r}")
+        self.node = node
+        self.clk_hz = node.clk_hz
+        self.resource = tuple(resource)
+        self.mux = LinkMux(timeout_cycles=2 * node.timeout_cycles)
+        super().__init__({"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8)),
+                          "link_framing_errors": In(16), "link_overruns": In(16)})
+
+    def elaborate(self, platform):
+        from combkey.gateware.net.core import RGMIIPins
+
+        m = Module()
+        node, core = self.node, self.node.net
+        m.submodules.node = node
+        m.submodules.mux = mux = self.mux
+        wiring.connect(m, wiring.flipped(self.rx), mux.a)
+        wiring.connect(m, mux.a_rsp, wiring.flipped(self.tx))
+        wiring.connect(m, core.reg_rx, mux.b)
+        wiring.connect(m, mux.b_rsp, core.reg_tx)
+        wiring.connect(m, mux.o, node.rx)
+        wiring.connect(m, node.tx, mux.o_rsp)
+        m.d.comb += [node.link_framing_errors.eq(self.link_framing_errors),
+                     node.link_overruns.eq(self.link_overruns)]
+        if "link_records" in node.signature.members:
+            wiring.connect(m, node.link_records, core.records)
+            tagger = node.timing.tagger
+            lost = [getattr(tagger, f"lost_{c}") for c in range(node.shape["channels"])]
+            total = Signal(32)
+            m.d.sync += total.eq(sum(lost[1:], lost[0])[:32])
+            m.d.comb += core.upstream_dropped.eq(total)
+        if platform is not None:
+            pins = platform.request(*self.resource, dir="-")
+            m.submodules.eth_pins = RGMIIPins(pins, core)
+            platform.add_clock_constraint(pins.rx_clk.io, ETH_CLK_HZ)     # the PHY's RXC
+        return m
+
+
+def ethernet_factories(board, node_factory, link_factory):
+    """Wrap a board's ``(node_factory, link_factory)`` for its Ethernet PHY.
+
+    ``node_factory`` is ``functools.partial(NodeClass, **params)`` (as
+    :func:`~combkey.boards.nodes.node_factories` returns); the result builds
+    ``ethernet_node_class(NodeClass)`` with the same parameters, and the link factory builds
+    ``link_factory(EthernetFront(node), ...)``. Other tops (the pin-plan probe) are returned
+    unchanged, without Ethernet.
+    """
+    if not isinstance(node_factory, functools.partial) or \
+            not hasattr(node_factory.func, "PARAM_FIELDS"):
+        return node_factory, link_factory       # not a node top (e.g. the pin-plan probe)
+    eth_factory = functools.partial(ethernet_node_class(node_factory.func),
+                                    *node_factory.args, **node_factory.keywords)
+
+    def eth_link(node, **kw):
+        return link_factory(EthernetFront(node, resource=board.ethernet), **kw)
+
+    return eth_factory, eth_link

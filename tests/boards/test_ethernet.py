@@ -1,0 +1,214 @@
+# amaranth: UnusedElaboratable=no
+"""Ethernet on the ECPIX-5: the node tops elaborate with the net block, its registers are in the
+map, and LinkMux (UART + UDP sharing the bridge) matches its model cycle by cycle."""
+import random
+import re
+
+import numpy as np
+import pytest
+from amaranth.hdl import Fragment, Module
+from amaranth.lib import wiring
+
+from combkey.boards.base import NodeOnBoard
+from combkey.boards.build import prepare_build
+from combkey.boards.ethernet import ETH_CLK_HZ, LinkMux, LinkMuxModel, ethernet_node_class
+from combkey.boards.nodes import node_factories
+from combkey.boards.registry import get_board
+from combkey.gateware.bridge import CMD_READ, CMD_WRITE, RegBridge, decode_response, encode_request
+from combkey.gateware.net.core import EthernetCore
+from combkey.gateware.node import RelayNode
+from combkey.gateware.regs import Access, Reg, RegisterBank, RegisterMap
+from combkey.gateware.stream import make_simulator
+
+
+def _elaborated(component):
+    """Elaborate ``component`` once (no platform), so that no sub-block is left unused."""
+    Fragment.get(component, None)
+    return component
+
+
+NET_REGS = [r.name for r in _elaborated(EthernetCore()).registers()]
+
+
+@pytest.mark.parametrize("node", ["relay", "transmitter"])
+def test_ecpix5_node_has_ethernet(node, tmp_path):
+    job = prepare_build("ecpix5-85", node, root=tmp_path)
+    top = job.top
+    assert top.clk_hz == ETH_CLK_HZ
+    n = top.node
+    assert isinstance(n.net, EthernetCore)
+    names = [r.name for _, r in n.regmap.all_resources()]
+    for reg in NET_REGS:
+        assert f"net.{reg}" in names
+    assert names[-len(NET_REGS):] == [f"net.{r}" for r in NET_REGS]
+    assert n.params_word() >> 31 == 1
+    # The PHY pins are placed on the RTL8211's balls, with the ECP5 DDR and delay cells.
+    sites = dict(re.findall(r'LOCATE COMP "([^"]+)" SITE "([^"]+)";', job.plan.files["top.lpf"]))
+    for sub, ball in (("rx_clk", "E11"), ("tx_clk", "A12"), ("rx_ctrl", "A11"),
+                      ("tx_ctrl", "C9")):
+        assert sites[f"eth_rgmii_0__{sub}__io"] == ball
+    rtlil = job.plan.files["top.il"]
+    assert "IDDRX1F" in rtlil and "ODDRX1F" in rtlil and "DELAYG" in rtlil
+
+
+def test_ethernet_map_extends_plain_map():
+    plain = _elaborated(RelayNode(clk_hz=ETH_CLK_HZ, channels=2))
+    eth = _elaborated(ethernet_node_class(RelayNode)(clk_hz=ETH_CLK_HZ, channels=2))
+    p = [(a, r.name) for a, r in plain.regmap.all_resources()]
+    e = [(a, r.name) for a, r in eth.regmap.all_resources()]
+    assert e[:len(p)] == p
+    assert eth.regmap.map_hash() != plain.regmap.map_hash()
+    assert eth.params_word() == plain.params_word() | (1 << 31)
+
+
+def test_ethernet_board_needs_125_mhz():
+    board = get_board("ecpix5-85")
+    factory, link = node_factories("relay", board.node_params["relay"])
+    with pytest.raises(ValueError, match=r"sys_clk_hz must be 125000000 on ecpix5-85 .*"
+                                         r"not 50000000.0"):
+        NodeOnBoard(board, factory, link, sys_clk_hz=50e6)
+
+
+def test_link_mux_timeout_checked():
+    with pytest.raises(ValueError, match=r"timeout_cycles must be an integer >= 2, not 1"):
+        LinkMux(timeout_cycles=1)
+
+
+IN_NAMES = ("a_valid", "a_data", "b_valid", "b_data", "o_ready", "o_rsp_valid", "o_rsp_data",
+            "a_rsp_ready", "b_rsp_ready")
+OUT_NAMES = ("o_valid", "o_data", "a_ready", "b_ready", "a_rsp_valid", "b_rsp_valid",
+             "o_rsp_ready", "timeouts")
+
+
+def _random_inputs(rng, n):
+    """Per-cycle inputs biased towards frame-like bytes (start bytes, small counts), in blocks
+    of 40 cycles with busy, sparse or silent clients and bridge (so turns also time out)."""
+    def byte():
+        return rng.choice([0xC5, 0xC5, CMD_READ, CMD_WRITE, 0, 1, 2, rng.randrange(256)])
+    out = []
+    for k in range(n):
+        if k % 40 == 0:
+            pa, pb, pr = (rng.choice([0.0, 0.05, 0.6]) for _ in range(3))
+        out.append(dict(a_valid=int(rng.random() < pa), a_data=byte(),
+                        b_valid=int(rng.random() < pb), b_data=byte(),
+                        o_ready=int(rng.random() < 0.8), o_rsp_valid=int(rng.random() < pr),
+                        o_rsp_data=rng.choice([0x5C, 0, 1, 2, rng.randrange(256)]),
+                        a_rsp_ready=int(rng.random() < 0.7),
+                        b_rsp_ready=int(rng.random() < 0.7)))
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_link_mux_matches_model(seed):
+    rng = random.Random(seed)
+    timeout = 12
+    inputs = _random_inputs(rng, 3000)
+    dut = LinkMux(timeout_cycles=timeout)
+    model = LinkMuxModel(timeout_cycles=timeout)
+    want = [model.step(i) for i in inputs]
+    sigs_in = {"a_valid": dut.a.valid, "a_data": dut.a.payload, "b_valid": dut.b.valid,
+               "b_data": dut.b.payload, "o_ready": dut.o.ready, "o_rsp_valid": dut.o_rsp.valid,
+               "o_rsp_data": dut.o_rsp.payload, "a_rsp_ready": dut.a_rsp.ready,
+               "b_rsp_ready": dut.b_rsp.ready}
+    sigs_out = {"o_valid": dut.o.valid, "o_data": dut.o.payload, "a_ready": dut.a.ready,
+                "b_ready": dut.b.ready, "a_rsp_valid": dut.a_rsp.valid,
+                "b_rsp_valid": dut.b_rsp.valid, "o_rsp_ready": dut.o_rsp.ready,
+                "timeouts": dut.timeouts}
+    got = []
+
+    async def tb(ctx):
+        for i in inputs:
+            for k, v in i.items():
+                ctx.set(sigs_in[k], v)
+            got.append({k: ctx.get(s) for k, s in sigs_out.items()})
+            await ctx.tick()
+
+    sim = make_simulator(dut)
+    sim.add_testbench(tb)
+    sim.run()
+    for name in OUT_NAMES:
+        g = np.array([c[name] for c in got])
+        w = np.array([c[name] for c in want])
+        if name == "o_data":
+            mask = np.array([c["o_valid"] for c in want], bool)
+            g, w = g[mask], w[mask]
+        np.testing.assert_array_equal(g, w, err_msg=name)
+    # The stimulus exercised every phase, including timeouts and client switches.
+    assert want[-1]["timeouts"] > 0
+    assert sum(c["a_rsp_valid"] for c in want) > 0 and sum(c["b_rsp_valid"] for c in want) > 0
+
+
+class _MuxBridge(wiring.Component):
+    def __init__(self, regmap, timeout):
+        self.mux = LinkMux(timeout_cycles=2 * timeout)
+        self.bridge = RegBridge(map_size=regmap.size, timeout_cycles=timeout)
+        self.bank = RegisterBank(regmap)
+        super().__init__({"a": wiring.In(self.mux.a.signature.flip()),
+                          "a_rsp": wiring.Out(self.mux.a_rsp.signature),
+                          "b": wiring.In(self.mux.b.signature.flip()),
+                          "b_rsp": wiring.Out(self.mux.b_rsp.signature)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.mux, m.submodules.bridge, m.submodules.bank = \
+            self.mux, self.bridge, self.bank
+        for name in ("a", "b"):
+            wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(self.mux, name))
+            wiring.connect(m, getattr(self.mux, f"{name}_rsp"),
+                           wiring.flipped(getattr(self, f"{name}_rsp")))
+        wiring.connect(m, self.mux.o, self.bridge.rx)
+        wiring.connect(m, self.bridge.tx, self.mux.o_rsp)
+        wiring.connect(m, self.bridge.bus, self.bank.bus)
+        return m
+
+
+def test_client_switch_is_not_a_retry():
+    """UART (a) writes x with seq 7, then UDP (b) writes y with seq 7: b's write is applied (the
+    mux's switch read sits between them; without it the bridge would take b's write for a retry
+    of a's). b then repeats its frame with seq 7 and a new value: that is a retry, reported as a
+    duplicate and not applied. Each response reaches its own client only."""
+    regmap = RegisterMap([("", [Reg("magic", 32, Access.R, reset=0x434B4559),
+                                Reg("x", 32, Access.RW), Reg("y", 32, Access.RW)])])
+    dut = _MuxBridge(regmap, timeout=64)
+    x, y = regmap.address("x"), regmap.address("y")
+    script = [("a", encode_request(7, CMD_WRITE, x, 1, [0x1111])),
+              ("b", encode_request(7, CMD_WRITE, y, 1, [0x2222])),
+              ("b", encode_request(7, CMD_WRITE, y, 1, [0x3333])),
+              ("a", encode_request(8, CMD_READ, y, 1))]
+    responses = []
+    stray = []
+    values = {}
+
+    async def tb(ctx):
+        ctx.set(dut.a_rsp.ready, 1)
+        ctx.set(dut.b_rsp.ready, 1)
+        for name, frame in script:
+            src = getattr(dut, name)
+            other = "b" if name == "a" else "a"
+            for byte in frame:
+                ctx.set(src.payload, byte)
+                ctx.set(src.valid, 1)
+                await ctx.tick().until(src.ready)
+            ctx.set(src.valid, 0)
+            rsp = bytearray()
+            while len(rsp) < 4 or len(rsp) < 6 + 4 * rsp[3]:
+                _, _, v, p, ov = await ctx.tick().sample(
+                    getattr(dut, f"{name}_rsp").valid, getattr(dut, f"{name}_rsp").payload,
+                    getattr(dut, f"{other}_rsp").valid)
+                if v:
+                    rsp.append(p)
+                if ov:
+                    stray.append(other)
+            responses.append(decode_response(rsp))
+        await ctx.tick().repeat(20)
+        values.update(x=ctx.get(dut.bank.reg("x").data), y=ctx.get(dut.bank.reg("y").data))
+
+    sim = make_simulator(dut)
+    sim.add_testbench(tb)
+    sim.run()
+    assert not stray
+    assert [r.seq for r in responses] == [7, 7, 7, 8]
+    assert all(r.ok for r in responses)
+    assert [r.duplicate for r in responses[:3]] == [False, False, True]
+    assert responses[3].words == (0x2222,)
+    assert values == {"x": 0x1111, "y": 0x2222}
