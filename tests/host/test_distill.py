@@ -127,7 +127,7 @@ def test_ldpc_16k_frames_decode_at_design_qber(q):
 
 
 def test_ldpc_failed_frames_are_sent_in_clear_and_counted():
-    rec = Reconciler(frame_bits=4096)
+    rec = Reconciler(frame_bits=4096, max_iter=10)     # every attempt fails: keep them short
     rate, m, d = rec.layout(0.01)
     a, b, rng = _bsc(0.12, 2 * (4096 - d), 5)     # far above the hint: decoding must fail
     ch = ClassicalChannel()
