@@ -3,8 +3,9 @@ import math
 
 import numpy as np
 import pytest
-from combkey.keyrate.chernoff import Ledger, e_lower, e_upper, o_lower, o_upper
 from scipy.stats import poisson
+
+from combkey.keyrate.chernoff import Ledger, e_lower, e_upper, o_lower, o_upper
 
 XI = 1e-10
 

@@ -3,6 +3,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
+
 from combkey.cli import cli
 from combkey.keyrate import LinkParams, optimize, plob, sns_rate
 

@@ -3,9 +3,10 @@ import math
 
 import numpy as np
 import pytest
+from scipy.stats import poisson
+
 from combkey.keyrate import LinkParams, mdi_expected_counts, mdi_finite_key, mdi_rate, plob
 from combkey.keyrate.mdi import MDI_CLASSES, MDICounts, mdi_gains
-from scipy.stats import poisson
 
 # Seed 002 (Yan et al. 2025): stated intensities and probabilities at 30 dB.
 INT = {"mu_z": 0.636, "mu_y": 0.204, "mu_x": 0.054}

@@ -2,6 +2,7 @@
 import math
 
 import pytest
+
 from combkey.keyrate.params import LinkParams, ParamError
 
 SNS = dict(distance_km=200.0, fiber_loss_db_per_km=0.16, detector_efficiency=0.7,

@@ -8,6 +8,7 @@ named ASSUMED in the test and the tolerance covers them (a claim, not a digit-le
 import math
 
 import pytest
+
 from combkey.keyrate import LinkParams, mdi_rate, optimize, plob, sns_rate
 from combkey.keyrate.bench import (
     SEED002_INTENSITIES,

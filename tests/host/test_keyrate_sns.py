@@ -3,6 +3,8 @@ import math
 
 import numpy as np
 import pytest
+from scipy.stats import poisson
+
 from combkey.keyrate import LinkParams, plob, sns_expected_counts, sns_finite_key, sns_rate
 from combkey.keyrate.sns import (
     SNS_CLASSES,
@@ -11,7 +13,6 @@ from combkey.keyrate.sns import (
     sns_click_probabilities,
     sns_true_yields,
 )
-from scipy.stats import poisson
 
 INT = {"mu_z": 0.45, "mu_1": 0.1, "mu_2": 0.4}
 PROB_AOPP = {"p_z": 0.8, "epsilon_send": 0.25, "p_1": 0.08, "p_2": 0.04}

@@ -1,6 +1,7 @@
 """Slot clock and slot classifier against their models; MDI patterns; records decode."""
 import numpy as np
 import pytest
+
 from combkey.gateware.stream import make_simulator, stream_put
 from combkey.gateware.timing.classifier import (
     MODE_POL,

@@ -1,6 +1,7 @@
 """Histogrammer (singles, start-stop, slot phase) against its model."""
 import numpy as np
 import pytest
+
 from combkey.gateware.stream import make_simulator
 from combkey.gateware.timing.classifier import Annotated
 from combkey.gateware.timing.histogram import HistConfig, Histogrammer, histogram_model

@@ -1,6 +1,7 @@
 """Tagger (merge, calibration table, tag FIFO, loss counters) against its cycle model."""
 import numpy as np
 import pytest
+
 from combkey.gateware.stream import make_simulator
 from combkey.gateware.timing.tagger import (
     COARSE_BITS,
