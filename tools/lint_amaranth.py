@@ -8,7 +8,8 @@ import re
 import sys
 
 PATTERNS = {
-    r"\bRecord\b": "Record (use data.Struct / wiring.Signature)",
+    r"(?<![\w.])Record\s*\(|import[^\n#]*\bRecord\b|amaranth\.hdl\.rec\b":
+        "Record (use data.Struct / wiring.Signature)",
     r"add_sync_process": "add_sync_process (use add_testbench / add_process)",
     r"yield\s+Tick": "generator testbench (use async testbenches)",
     r"\bSettle\b": "Settle (removed; use async testbenches)",

@@ -1,0 +1,29 @@
+"""The deprecated-Amaranth-API lint: it catches what 0.5 does not warn about, and the tree is clean."""
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+LINT = ROOT / "tools" / "lint_amaranth.py"
+
+
+def run(*paths):
+    return subprocess.run([sys.executable, str(LINT), *map(str, paths)], capture_output=True,
+                          text=True)
+
+
+def test_lint_flags_deprecated_apis(tmp_path):
+    (tmp_path / "bad.py").write_text(
+        "from amaranth.hdl import Record\n"
+        "sim.add_sync_process(p)\n"
+        "s = Signal(4, reset=1)\n"
+        "def ok():\n    '''Record the value (prose is fine).'''\n")
+    result = run(tmp_path)
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert [ln.split(":")[1] for ln in lines] == ["1", "2", "3"]
+
+
+def test_tree_uses_no_deprecated_amaranth_api():
+    result = run(*(ROOT / d for d in ("host", "gateware", "sim", "boards", "tests")))
+    assert result.returncode == 0, result.stdout
