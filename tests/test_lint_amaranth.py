@@ -1,4 +1,4 @@
-"""The deprecated-Amaranth-API lint: it catches what 0.5 does not warn about, and the tree is clean."""
+"""The deprecated-Amaranth-API lint catches what 0.5 does not warn about; the tree is clean."""
 import pathlib
 import subprocess
 import sys
@@ -13,11 +13,13 @@ def run(*paths):
 
 
 def test_lint_flags_deprecated_apis(tmp_path):
+    # Built from pieces so that this file does not trip the lint itself.
+    rec, sync, reset = "Rec" + "ord", "add_sync" + "_process", "res" + "et="
     (tmp_path / "bad.py").write_text(
-        "from amaranth.hdl import Record\n"
-        "sim.add_sync_process(p)\n"
-        "s = Signal(4, reset=1)\n"
-        "def ok():\n    '''Record the value (prose is fine).'''\n")
+        f"from amaranth.hdl import {rec}\n"
+        f"sim.{sync}(p)\n"
+        f"s = Signal(4, {reset}1)\n"
+        f"def ok():\n    \"\"\"{rec} the value (prose is fine).\"\"\"\n")
     result = run(tmp_path)
     assert result.returncode == 1
     lines = result.stdout.splitlines()
