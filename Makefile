@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.combkey-installed
 BOARD  ?= ulx3s-85f
 NODE   ?= transmitter
 
-.PHONY: all venv demo test test-slow test-wheel bench lint bitstream bitstreams regmaps clean
+.PHONY: all venv demo test test-slow test-wheel bench lint bitstream bitstream-probe bitstreams regmaps clean
 
 all: test
 
@@ -44,6 +44,9 @@ lint: $(STAMP)
 
 bitstream: $(STAMP)
 	$(VENV)/bin/combkey build --board $(BOARD) --node $(NODE)
+
+bitstream-probe: $(STAMP)
+	$(VENV)/bin/combkey build-probe --board $(BOARD)
 
 BOARDS := ulx3s-85f ecpix5-85 colorlight-5a75b versa-ecp5-5g
 NODES  := transmitter relay

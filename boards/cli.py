@@ -185,3 +185,32 @@ def flash(board, node, volatile, out, dry_run):
                          f"powered, and is its USB port accessible?); it said:\n{tail}")
     click.echo(f"{'loaded into SRAM' if volatile else 'written to flash'}: {argv[-1]} "
                f"on {board}")
+
+
+@click.command(name="build-probe", epilog=_EPILOG)
+@_board_option
+@_out_option
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def build_probe(board, out, as_json):
+    """Place and route BOARD's whole pin plan: PLL, UART and every planned pin.
+
+    The probe (:class:`~combkey.boards.probe.PinPlanProbe`) drives every planned output from a
+    counter (DDR lanes from the fast clock) and folds every input into the UART, so it checks a
+    board's clocks, pins, bank rules and bitstream in under a minute; CI builds it for the
+    smallest and the largest device. It carries no register bridge or node blocks (use
+    ``combkey build`` for those). Writes ``OUT/<board>/pinplan-probe/{top.bit,report.json}``;
+    exits with status 1 when timing fails.
+    """
+    from .build import ToolError, build_pin_plan_probe
+
+    try:
+        report = build_pin_plan_probe(board, root=out)
+    except ToolError as e:
+        raise click.ClickException(str(e)) from e
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        print_report(report)
+    if not report["timing_met"]:
+        raise click.ClickException("timing not met: see the clock table above "
+                                   f"({pathlib.Path(out) / board / 'pinplan-probe'})")

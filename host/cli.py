@@ -22,6 +22,7 @@ COMMANDS = {
     "regs": "combkey.cli_core:regs",
     "demo": "combkey.cli_core:demo",
     "build": "combkey.boards.cli:build",
+    "build-probe": "combkey.boards.cli:build_probe",
     "bitstream": "combkey.boards.cli:bitstream",
     "flash": "combkey.boards.cli:flash",
     "tagger": "combkey.tagger:tagger",
