@@ -19,6 +19,7 @@ A :class:`Link` moves one request frame and returns the raw response frame
 numbers and the retries: a request whose response is lost or corrupted is sent again with the
 same sequence number, and the bridge does not apply a retried write twice.
 """
+import abc
 import collections
 import difflib
 import time
@@ -47,14 +48,14 @@ class LinkTimeout(DeviceError):
     """No valid response after all retries."""
 
 
-class Link:
+class Link(abc.ABC):
     """One request frame in, one response frame out."""
 
     url = ""
 
+    @abc.abstractmethod
     def exchange(self, request, timeout):
         """Send ``request`` (bytes); return the response frame bytes, or ``None`` on timeout."""
-        raise NotImplementedError
 
     def close(self):
         """Release the link's resources."""
