@@ -42,6 +42,7 @@ Timing: one request byte accepted per cycle; a read returns one response byte pe
 consumer is ready (a word costs 2 cycles of bus access plus 4 byte cycles).
 """
 import binascii
+import contextlib
 import dataclasses
 
 from amaranth.hdl import Module, Signal
@@ -242,6 +243,16 @@ class RegBridge(wiring.Component):
 
         m.d.comb += [wr.addr.eq(idx[2:]), wr.data.eq(word), rd.addr.eq(widx)]
 
+        @contextlib.contextmanager
+        def receiving():
+            """Body of a receive state: runs on a byte; drops the frame when bytes stop."""
+            m.d.comb += [rx.ready.eq(1), in_frame.eq(1)]
+            with m.If(timed_out):
+                m.d.sync += bump("truncated")
+                m.next = "HUNT"
+            with m.Elif(rx.valid):
+                yield
+
         with m.FSM():
             with m.State("HUNT"):
                 m.d.comb += rx.ready.eq(1)
@@ -253,11 +264,7 @@ class RegBridge(wiring.Component):
                         m.d.sync += bump("skipped_bytes")
 
             with m.State("HEADER"):
-                m.d.comb += [rx.ready.eq(1), in_frame.eq(1)]
-                with m.If(timed_out):
-                    m.d.sync += bump("truncated")
-                    m.next = "HUNT"
-                with m.Elif(rx.valid):
+                with receiving():
                     m.d.sync += [crc.eq(crc_next_in), idx.eq(idx + 1)]
                     with m.Switch(idx):
                         with m.Case(0):
@@ -276,11 +283,7 @@ class RegBridge(wiring.Component):
                                 m.next = "CRC"
 
             with m.State("DATA"):
-                m.d.comb += [rx.ready.eq(1), in_frame.eq(1)]
-                with m.If(timed_out):
-                    m.d.sync += bump("truncated")
-                    m.next = "HUNT"
-                with m.Elif(rx.valid):
+                with receiving():
                     m.d.sync += [crc.eq(crc_next_in), idx.eq(idx + 1),
                                  word.eq((word >> 8) | (rx.payload << 24))]
                     m.d.comb += wr.en.eq((idx[:2] == 3) & (idx[2:] < MAX_WRITE_WORDS))
@@ -290,11 +293,7 @@ class RegBridge(wiring.Component):
                         m.next = "CRC"
 
             with m.State("CRC"):
-                m.d.comb += [rx.ready.eq(1), in_frame.eq(1)]
-                with m.If(timed_out):
-                    m.d.sync += bump("truncated")
-                    m.next = "HUNT"
-                with m.Elif(rx.valid):
+                with receiving():
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx == 0):
                         m.d.sync += crc_rx[:8].eq(rx.payload)
