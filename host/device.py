@@ -57,8 +57,11 @@ class Link(abc.ABC):
     def exchange(self, request, timeout):
         """Send ``request`` (bytes); return the response frame bytes, or ``None`` on timeout."""
 
+    closed = False
+
     def close(self):
-        """Release the link's resources."""
+        """Release the link's resources; subclasses with resources extend this."""
+        self.closed = True
 
 
 def _read_frame(read_byte):
