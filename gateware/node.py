@@ -34,13 +34,20 @@ address   name           access  value
 0x0008    ``params``     R       the parameters that shape the map (:data:`PARAMS_ADDR`; per kind
                                  :attr:`Node.PARAM_FIELDS`): transmitter ``channels`` [7:0],
                                  ``lanes`` [11:8], ``prob_bits`` [16:12], ``phase_bits``
-                                 [20:17]; relay ``channels`` [7:0]
+                                 [20:17]; relay ``channels`` [7:0]; every kind: ``ethernet``
+                                 [31] (1 when the node has the ``net`` block)
 ========  =============  ======  ==================================================================
 
 The host reads ``magic``, ``map_hash``, ``node_kind`` and ``params`` by address before anything
 else, builds the map for that kind and those parameters (:func:`node_regmap_from_params`), and
 refuses the node when the hashes differ. Then come the bridge's
 counters (``bridge.*``) and the blocks' registers (``<block>.*``).
+
+Ethernet: a node built with ``ethernet=True`` has one more block, ``net``
+(:class:`~.net.core.EthernetCore`, built with ``ethernet_params``), after every other block, and
+``params`` bit 31 set, so the host rebuilds the same map. The node only maps the core's
+registers; the board connects its byte streams, record stream and pins
+(:mod:`combkey.boards.ethernet`).
 
 Members
 -------
@@ -77,7 +84,7 @@ from .timing.tdc import check_tdc_params
 
 __all__ = ["MAGIC", "NODE_KINDS", "IDENTITY_REGS", "PARAMS_ADDR", "Node", "TransmitterNode",
            "RelayNode", "TransmitterIO", "RelayIO", "beat_capture_model", "node_class",
-           "node_regmap", "node_regmap_from_params", "SplitBank",
+           "node_regmap", "node_regmap_from_params", "SplitBank", "ETHERNET_FIELD",
            "gateware_version"]
 
 MAGIC = 0x434B4559
@@ -110,6 +117,8 @@ IDENTITY_REGS = [
 
 #: Word address of the ``params`` identity register.
 PARAMS_ADDR = 8
+#: ``(name, offset, width)`` of the Ethernet flag in ``params`` (every node kind).
+ETHERNET_FIELD = ("ethernet", 31, 1)
 
 
 LINK_REGS = [
@@ -182,6 +191,11 @@ class Node(wiring.Component):
     timeout_cycles : int or None
         Bridge idle timeout inside a frame; default: 2 ms worth of cycles (a frame at 115200
         baud has at most 87 us between bytes).
+    ethernet : bool
+        Append the ``net`` block (:class:`~.net.core.EthernetCore`) and set ``params`` bit 31.
+    ethernet_params : dict or None
+        Keyword arguments of :class:`~.net.core.EthernetCore` (clock domain, RGMII delays,
+        addresses); they do not change the register map.
 
     Subclasses set :attr:`kind` and implement :meth:`blocks` returning ``[(prefix, block)]`` of
     components with ``registers()`` (see :func:`~combkey.gateware.regs.connect_registers`), and
@@ -190,14 +204,25 @@ class Node(wiring.Component):
 
     kind = None
 
-    def __init__(self, *, clk_hz=100_000_000, timeout_cycles=None):
+    def __init__(self, *, clk_hz=100_000_000, timeout_cycles=None, ethernet=False,
+                 ethernet_params=None):
         if self.kind not in NODE_KINDS:
             raise TypeError(f"node kind must be one of {sorted(NODE_KINDS)}, not {self.kind!r}")
         if not isinstance(clk_hz, int) or not 1_000_000 <= clk_hz <= 1_000_000_000:
             raise ValueError(f"clk_hz must be an integer in [1e6, 1e9], not {clk_hz!r}")
+        if ethernet not in (False, True):       # 0 and 1 (from ``params``) compare equal
+            raise ValueError(f"ethernet must be True or False, not {ethernet!r}")
+        if ethernet_params is not None and not ethernet:
+            raise ValueError(f"ethernet_params needs ethernet=True, not ethernet={ethernet!r}")
         self.clk_hz = clk_hz
         self.timeout_cycles = timeout_cycles or max(16, clk_hz // 500)
+        self.ethernet = bool(ethernet)
+        self.map_params = {**getattr(self, "map_params", {}), "ethernet": int(self.ethernet)}
         self._blocks = list(self.blocks())
+        if self.ethernet:
+            from .net.core import EthernetCore
+            self.net = EthernetCore(**(ethernet_params or {}))
+            self._blocks.append(("net", self.net))
         self.regmap = RegisterMap([("", IDENTITY_REGS), ("bridge", RegBridge.registers()),
                                    ("link", LINK_REGS)] +
                                   [(prefix, block.registers()) for prefix, block in self._blocks])
@@ -211,9 +236,10 @@ class Node(wiring.Component):
     PARAM_FIELDS = ()
 
     def params_word(self):
-        """Return the ``params`` register value (see :attr:`PARAM_FIELDS`)."""
+        """Return the ``params`` register value (see :attr:`PARAM_FIELDS`, plus
+        :data:`ETHERNET_FIELD`)."""
         word = 0
-        for name, offset, width in self.PARAM_FIELDS:
+        for name, offset, width in (*self.PARAM_FIELDS, ETHERNET_FIELD):
             word |= (self.map_params[name] & ((1 << width) - 1)) << offset
         return word
 
@@ -409,13 +435,14 @@ class TransmitterNode(Node):
                     ("phase_bits", 17, 4))
 
     def __init__(self, *, clk_hz=100_000_000, timeout_cycles=None, channels=1, lanes=1,
-                 prob_bits=16, phase_bits=4):
+                 prob_bits=16, phase_bits=4, ethernet=False, ethernet_params=None):
         self.gen_params = self.check_map_params(channels=channels, lanes=lanes,
                                                 prob_bits=prob_bits, phase_bits=phase_bits)
         self.channels = channels
         self.map_params = dict(channels=channels, lanes=lanes, prob_bits=prob_bits,
                                phase_bits=phase_bits)
-        super().__init__(clk_hz=clk_hz, timeout_cycles=timeout_cycles)
+        super().__init__(clk_hz=clk_hz, timeout_cycles=timeout_cycles, ethernet=ethernet,
+                         ethernet_params=ethernet_params)
 
     @staticmethod
     def check_map_params(*, channels, lanes, prob_bits, phase_bits):
@@ -585,12 +612,14 @@ class RelayNode(Node):
     PARAM_FIELDS = (("channels", 0, 8),)
 
     def __init__(self, *, clk_hz=100_000_000, timeout_cycles=None, channels=2, lines=1,
-                 taps=16, bins=64, tag_depth=64, record_depth=64):
+                 taps=16, bins=64, tag_depth=64, record_depth=64, ethernet=False,
+                 ethernet_params=None):
         check_tdc_params(channels, lines, taps)
         self.shape = dict(channels=channels, lines=lines, taps=taps, bins=bins,
                           tag_depth=tag_depth, record_depth=record_depth)
         self.map_params = dict(channels=channels)
-        super().__init__(clk_hz=clk_hz, timeout_cycles=timeout_cycles)
+        super().__init__(clk_hz=clk_hz, timeout_cycles=timeout_cycles, ethernet=ethernet,
+                         ethernet_params=ethernet_params)
 
     @staticmethod
     def check_map_params(*, channels):
@@ -646,12 +675,14 @@ def node_regmap_from_params(kind, word):
     cls = node_class(kind)
     params = {name: (word >> offset) & ((1 << width) - 1)
               for name, offset, width in cls.PARAM_FIELDS}
+    _, offset, width = ETHERNET_FIELD
+    ethernet = bool((word >> offset) & ((1 << width) - 1))
     try:
         cls.check_map_params(**params)      # before any elaboratable exists
     except ValueError as exc:
         raise ValueError(f"params register 0x{word:08x} of a {kind} node does not describe a "
                          f"node this host can build: {exc}") from None
-    return node_regmap(kind, **params)
+    return node_regmap(kind, ethernet=ethernet, **params)
 
 
 def node_class(kind):

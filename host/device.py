@@ -4,7 +4,8 @@ URLs
 ----
 * ``sim://transmitter``, ``sim://relay``: the node's gateware running in the Amaranth simulator
   in this process, driven at byte level on the bridge's streams (the UART itself is verified
-  separately). Query options: ``clk_hz`` (default 100 MHz).
+  separately). Query options: ``clk_hz`` (default 100 MHz), ``ethernet`` (0 or 1, default 0;
+  1 builds the node with its ``net`` block, as on a board with an Ethernet PHY).
 * ``serial:///dev/ttyUSB0?baud=115200``: a board's UART through pyserial.
 * ``udp://ADDR[:PORT]``: a board's Ethernet port (registered by :mod:`combkey.udp`).
 
@@ -95,17 +96,21 @@ class SimLink(Link):
         Simulated system clock (sets the ``clk_hz`` register and the bridge timeout).
     node : Node or None
         A prebuilt node top (for tests that configure the node's parameters).
+    ethernet : bool
+        Build the node with its ``net`` block (``ethernet=True``; ignored with ``node``).
     testbenches : iterable of ``async def tb(ctx)``
         Extra background testbenches run beside the link (test-only stimulus on the node's
         other ports, e.g. detector pulses or ADC words); they advance whenever the link does
         (:meth:`step`, :meth:`exchange`).
     """
 
-    def __init__(self, kind="transmitter", *, clk_hz=100_000_000, node=None, testbenches=()):
+    def __init__(self, kind="transmitter", *, clk_hz=100_000_000, node=None, testbenches=(),
+                 ethernet=False):
         from .gateware.stream import make_simulator
 
         self.url = f"sim://{kind}"
-        self.node = node if node is not None else node_class(kind)(clk_hz=clk_hz)
+        self.node = node if node is not None else \
+            node_class(kind)(clk_hz=clk_hz, ethernet=ethernet)
         self.cycles = 0
         self._inq = collections.deque()
         self._outq = collections.deque()
@@ -187,7 +192,10 @@ def _open_sim(parsed, query):
         raise DeviceError(f"sim URL must name a node kind {sorted(NODE_KINDS)}, "
                           f"as in sim://transmitter, not {parsed.geturl()!r}")
     clk = _int_option(query, "clk_hz", 100_000_000)
-    return SimLink(kind, clk_hz=clk)
+    ethernet = _int_option(query, "ethernet", 0)
+    if ethernet not in (0, 1):
+        raise DeviceError(f"URL option ethernet must be 0 or 1, not {ethernet!r}")
+    return SimLink(kind, clk_hz=clk, ethernet=bool(ethernet))
 
 
 def _open_serial(parsed, query):
