@@ -160,6 +160,10 @@ class RegBridge(wiring.Component):
         Number of mapped words; requests touching ``addr >= map_size`` get ``STATUS_BAD_ADDR``.
     timeout_cycles : int
         Idle cycles inside a frame after which it is dropped as truncated (>= 2).
+    read_latency : int
+        Cycles from ``bus.r_en`` to valid ``bus.r_data`` (1 for a :class:`RegisterBank`, 2 for a
+        bank whose read multiplexer has a pipeline register, as a big node's). Each read word
+        takes ``read_latency - 1`` more cycles; the bytes sent do not change.
 
     Members
     -------
@@ -168,12 +172,15 @@ class RegBridge(wiring.Component):
     tx : Out(stream.Signature(8))
         Response bytes.
     bus : Out(RegBus)
-        Register bank access (read latency 1).
+        Register bank access (read latency ``read_latency``).
     crc_errors, truncated, skipped_bytes, frames, duplicates : Out(32)
         Wrapping event counters; exposed as read-only registers by :meth:`registers`.
     """
 
-    def __init__(self, *, map_size, timeout_cycles=4096):
+    def __init__(self, *, map_size, timeout_cycles=4096, read_latency=1):
+        if isinstance(read_latency, bool) or read_latency not in (1, 2, 3, 4):
+            raise ValueError(f"read_latency must be 1, 2, 3 or 4, not {read_latency!r}")
+        self.read_latency = read_latency
         if not isinstance(map_size, int) or not 1 <= map_size <= 1 << ADDR_BITS:
             raise ValueError(f"map_size must be an integer in [1, {1 << ADDR_BITS}], "
                              f"not {map_size!r}")
@@ -369,7 +376,11 @@ class RegBridge(wiring.Component):
 
             with m.State("READ_ISSUE"):
                 m.d.comb += [bus.addr.eq(addr + widx), bus.r_en.eq(1)]
-                m.next = "READ_LATCH"
+                m.next = "READ_LATCH" if self.read_latency == 1 else "READ_WAIT1"
+
+            for k in range(1, self.read_latency):
+                with m.State(f"READ_WAIT{k}"):
+                    m.next = "READ_LATCH" if k == self.read_latency - 1 else f"READ_WAIT{k + 1}"
 
             with m.State("READ_LATCH"):
                 m.d.sync += [word.eq(bus.r_data), nbytes_out.eq(0)]

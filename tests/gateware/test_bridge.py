@@ -1,8 +1,9 @@
+# amaranth: UnusedElaboratable=no
 """Register bridge: codec, and the simulated hardware against BridgeModel byte for byte."""
 import random
 
 import pytest
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from hypothesis import HealthCheck, given, settings
@@ -21,30 +22,44 @@ REGMAP = RegisterMap([("", REGS)])
 
 
 class BridgeTop(wiring.Component):
-    """Bridge + bank with a map covering every access kind."""
+    """Bridge + bank with a map covering every access kind.
+
+    ``read_latency=2`` puts a pipeline register on the bank's read data, as a node's
+    ``SplitBank`` does, and tells the bridge.
+    """
 
     rx: In(stream.Signature(8))
     tx: Out(stream.Signature(8))
 
-    def __init__(self):
+    def __init__(self, read_latency=1):
         super().__init__()
-        self.bridge = br.RegBridge(map_size=REGMAP.size, timeout_cycles=TIMEOUT)
+        self.read_latency = read_latency
+        self.bridge = br.RegBridge(map_size=REGMAP.size, timeout_cycles=TIMEOUT,
+                                   read_latency=read_latency)
         self.bank = RegisterBank(REGMAP)
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.bridge = self.bridge
         m.submodules.bank = self.bank
-        wiring.connect(m, self.bridge.bus, self.bank.bus)
+        bb, kb = self.bridge.bus, self.bank.bus
+        m.d.comb += [kb.addr.eq(bb.addr), kb.w_en.eq(bb.w_en), kb.w_data.eq(bb.w_data),
+                     kb.r_en.eq(bb.r_en)]
+        data = kb.r_data
+        for _ in range(self.read_latency - 1):
+            reg = Signal.like(data)
+            m.d.sync += reg.eq(data)
+            data = reg
+        m.d.comb += bb.r_data.eq(data)
         wiring.connect(m, wiring.flipped(self.rx), self.bridge.rx)
         wiring.connect(m, self.bridge.tx, wiring.flipped(self.tx))
         m.d.comb += self.bank.reg("ro").data.eq(0xFEEDF00D)
         return m
 
 
-def run_hw(schedule, stall_seed=None):
+def run_hw(schedule, stall_seed=None, read_latency=1):
     """Feed ``schedule`` (bytes objects and ('gap', n)); return output bytes and counters."""
-    dut = BridgeTop()
+    dut = BridgeTop(read_latency)
     sim = make_simulator(dut)
     out = bytearray()
     counters = {}
@@ -94,8 +109,8 @@ def run_model(schedule):
     return bytes(model.out), model.counters
 
 
-def check(schedule, stall_seed=None):
-    hw_out, hw_counters = run_hw(schedule, stall_seed)
+def check(schedule, stall_seed=None, read_latency=1):
+    hw_out, hw_counters = run_hw(schedule, stall_seed, read_latency)
     sw_out, sw_counters = run_model(schedule)
     assert hw_out == sw_out
     assert hw_counters == sw_counters
@@ -117,7 +132,8 @@ def test_codec_round_trip_and_errors():
         br.encode_request(0, br.CMD_READ, 70000)
 
 
-def test_read_write_burst_and_errors_against_model():
+@pytest.mark.parametrize("read_latency", [1, 2])
+def test_read_write_burst_and_errors_against_model(read_latency):
     A = REGMAP.address
     sched = [
         br.encode_request(1, br.CMD_WRITE, A("scratch"), 1, [0xCAFEBABE]),
@@ -132,7 +148,7 @@ def test_read_write_burst_and_errors_against_model():
         br.encode_request(9, br.CMD_WRITE, A("scratch"), 1, [2]),         # retry: not applied
         br.encode_request(10, br.CMD_READ, A("scratch")),
     ]
-    out, counters = check(sched)
+    out, counters = check(sched, read_latency=read_latency)
     frames = []
     while out:
         n = br.response_length(out)
@@ -197,3 +213,8 @@ def _flatten(items):
 @given(st.lists(item_st, min_size=1, max_size=8), st.one_of(st.none(), st.integers(0, 99)))
 def test_random_frames_corruption_truncation(items, stall_seed):
     check(_flatten(items), stall_seed)
+
+
+def test_read_latency_must_be_small_int():
+    with pytest.raises(ValueError, match="read_latency must be 1, 2, 3 or 4, not 0"):
+        br.RegBridge(map_size=4, read_latency=0)
