@@ -132,14 +132,22 @@ LINK_REGS = [
 class SplitBank(wiring.Component):
     """A :class:`RegisterBank` cut into sub-banks of at most ``max_words`` words.
 
-    The same bus behaviour as one bank (read latency 1, unmapped reads 0), but each sub-bank
-    only decodes its own address range, so the read multiplexer is a few short chains ORed
-    together instead of one chain as long as the map (the WebAssembly yosys' ABC9 exhausts its
-    call stack on a single chain of about 130 words or more). ``reg(name)`` finds a register's
-    port in its sub-bank.
+    The same bus behaviour as one bank (unmapped reads 0), but each sub-bank only decodes its
+    own address range, so the read multiplexer is a few short chains ORed together instead of
+    one chain as long as the map (the WebAssembly yosys' ABC9 exhausts its call stack on a
+    single chain of about 130 words or more). ``reg(name)`` finds a register's port in its
+    sub-bank.
+
+    ``pipelined=True`` (what :class:`Node` uses) adds two register stages so that a bank spread
+    over a large device meets timing: the bus request is registered per sub-bank (with the
+    sub-bank's local address and hit already decoded), and the ORed read data is registered.
+    Writes then take effect one cycle later and reads have latency :attr:`read_latency` = 3;
+    requests stay in order. Without it: write at once, read latency 1.
     """
 
-    def __init__(self, regmap, max_words=64):
+    def __init__(self, regmap, max_words=64, pipelined=False):
+        self.pipelined = pipelined
+        self.read_latency = 3 if pipelined else 1
         self.regmap = regmap
         self.parts = []                                 # (base, size, RegisterBank)
         chunk, base = [], 0
@@ -171,13 +179,14 @@ class SplitBank(wiring.Component):
         m = Module()
         bus = self.bus
         r_data = 0
+        dom = m.d.sync if self.pipelined else m.d.comb
         for i, (base, size, bank) in enumerate(self.parts):
             m.submodules[f"part{i}"] = bank
             hit = (bus.addr >= base) & (bus.addr < base + size)
-            m.d.comb += [bank.bus.addr.eq(bus.addr - base), bank.bus.w_data.eq(bus.w_data),
-                         bank.bus.w_en.eq(bus.w_en & hit), bank.bus.r_en.eq(bus.r_en & hit)]
+            dom += [bank.bus.addr.eq(bus.addr - base), bank.bus.w_data.eq(bus.w_data),
+                    bank.bus.w_en.eq(bus.w_en & hit), bank.bus.r_en.eq(bus.r_en & hit)]
             r_data = r_data | bank.bus.r_data
-        m.d.comb += bus.r_data.eq(r_data)
+        dom += bus.r_data.eq(r_data)
         return m
 
 
@@ -267,9 +276,11 @@ class Node(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        bank = SplitBank(self.regmap, pipelined=True)
         m.submodules.bridge = bridge = RegBridge(map_size=self.regmap.size,
-                                                 timeout_cycles=self.timeout_cycles)
-        m.submodules.bank = bank = SplitBank(self.regmap)
+                                                 timeout_cycles=self.timeout_cycles,
+                                                 read_latency=bank.read_latency)
+        m.submodules.bank = bank
         wiring.connect(m, bridge.bus, bank.bus)
         wiring.connect(m, wiring.flipped(self.rx), bridge.rx)
         wiring.connect(m, bridge.tx, wiring.flipped(self.tx))

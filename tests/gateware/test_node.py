@@ -142,16 +142,19 @@ def test_beat_capture_counts_overruns():
     sim.run()
 
 
-def test_split_bank_matches_the_bank_model():
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_split_bank_matches_the_bank_model(pipelined):
     """SplitBank against the single-bank model: random reads and writes over the whole map,
-    wide registers across a sub-bank boundary included."""
+    one request per cycle, wide registers across a sub-bank boundary included; the read data
+    of the request issued at cycle i is taken at cycle i + read_latency."""
     from combkey.gateware.regs import Access, BankModel, Reg, RegisterMap
 
     regs = [Reg(f"r{i}", 64 if i % 5 == 0 else 32, Access.RW, reset=i) for i in range(40)]
     regs += [Reg("ro", 64, Access.R)]
     regmap = RegisterMap([("", regs)])
-    dut = SplitBank(regmap, max_words=8)
+    dut = SplitBank(regmap, max_words=8, pipelined=pipelined)
     assert len(dut.parts) > 4
+    assert dut.read_latency == (3 if pipelined else 1)
     model = BankModel(regmap)
     model.inputs["ro"] = 0x0123_4567_89AB_CDEF
     rng = np.random.default_rng(4)
@@ -161,16 +164,18 @@ def test_split_bank_matches_the_bank_model():
 
     async def tb(ctx):
         ctx.set(dut.reg("ro").data, model.inputs["ro"])
-        for kind, addr, value in ops:
+        trace = []
+        for kind, addr, value in ops + [(0, 0, 0)] * 4:
             ctx.set(dut.bus.addr, addr)
             ctx.set(dut.bus.w_data, value)
             ctx.set(dut.bus.w_en, kind == 1)
-            ctx.set(dut.bus.r_en, kind != 1)
+            ctx.set(dut.bus.r_en, kind == 2)
             await ctx.tick()
-            ctx.set(dut.bus.w_en, 0)
-            ctx.set(dut.bus.r_en, 0)
-            if kind != 1:
-                got.append(ctx.get(dut.bus.r_data))
+            trace.append(ctx.get(dut.bus.r_data))
+        ctx.set(dut.bus.r_en, 0)
+        for i, (kind, _, _) in enumerate(ops):
+            if kind == 2:
+                got.append(trace[i + dut.read_latency - 1])
         for reg in regmap:
             if reg.access is Access.RW:
                 got.append(ctx.get(dut.reg(reg.name).data))
@@ -178,7 +183,7 @@ def test_split_bank_matches_the_bank_model():
     for kind, addr, value in ops:
         if kind == 1:
             model.write(addr, value)
-        else:
+        elif kind == 2:
             want.append(model.read(addr))
     want += [model.values[r.name] for r in regmap if r.access is Access.RW]
     sim = make_simulator(dut)
