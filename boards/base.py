@@ -39,9 +39,10 @@ I/O standard, and the buffer between pin and node:
     cycle, bit ``2*k`` on the rising edge; for boards whose free pins are all in top/bottom
     banks.
 
-Clock domains given to the node: ``sync`` at the system clock (PLL CLKOP), and ``fast`` at
+Clock domains given to the node: ``sync`` at the system clock (PLL CLKOP), ``fast`` at
 ``Board.fast_clk_hz`` when the node has an ``oddrx2f`` or ``ddr`` port or names ``"fast"`` in
-its ``required_domains`` attribute.
+its ``required_domains`` attribute, and ``eth`` at 125 MHz (a further PLL output) on a board
+with an Ethernet PHY (:mod:`combkey.boards.ethernet`).
 """
 import re
 from dataclasses import dataclass, field
@@ -336,12 +337,11 @@ class NodeOnBoard(Elaboratable):
     def __init__(self, board, node_factory, link_factory, *, sys_clk_hz=None, baud=115200):
         self.board = board
         sys_clk_hz = board.default_sys_clk_hz if sys_clk_hz is None else sys_clk_hz
+        eth_hz = None
         if board.ethernet is not None:
             from .ethernet import ETH_CLK_HZ, ethernet_factories
-            if sys_clk_hz != ETH_CLK_HZ:
-                raise ValueError(f"sys_clk_hz must be {ETH_CLK_HZ} on {board.name} (its "
-                                 f"Ethernet link runs in sync), not {sys_clk_hz!r}")
             node_factory, link_factory = ethernet_factories(board, node_factory, link_factory)
+            eth_hz = ETH_CLK_HZ
         self.needs_fast = None  # known after the node is built
         self.pll = ecp5_pll_config(board.clk_in_hz, sys_clk_hz)
         self.clk_hz = round(self.pll.f_out)
@@ -361,24 +361,37 @@ class NodeOnBoard(Elaboratable):
             self.ports.append((entry, value))
         uses_fast = any(e.buffer in FAST_BUFFERS for e, _ in self.ports)
         self.needs_fast = uses_fast or "fast" in getattr(self.node, "required_domains", ())
+        # Secondary PLL outputs: ECLK (2 * fast; SCLK = fast is its CLKDIVF /2) and the
+        # Ethernet byte clock ``eth`` (only when the node has the net block).
+        self.secondary = []
         if self.needs_fast:
-            # ECLK (2 * fast) comes from the PLL's CLKOS; SCLK (fast) is its CLKDIVF /2.
-            self.pll = ecp5_pll_config(board.clk_in_hz, sys_clk_hz, [2 * board.fast_clk_hz])
+            self.secondary.append(("eclk_pll", 2 * board.fast_clk_hz))
+        if eth_hz is not None and getattr(self.node, "ethernet", False):
+            self.secondary.append(("eth", eth_hz))
+        if self.secondary:
+            self.pll = ecp5_pll_config(board.clk_in_hz, sys_clk_hz,
+                                       [f for _, f in self.secondary])
             if round(self.pll.f_out) != self.clk_hz:
-                raise ValueError(f"sys_clk_hz {sys_clk_hz!r} and fast_clk_hz "
-                                 f"{board.fast_clk_hz!r} of {board.name} need different CLKOP "
-                                 f"settings; choose a system clock that divides the VCO")
+                raise ValueError(f"sys_clk_hz {sys_clk_hz!r} and the secondary clocks "
+                                 f"{dict(self.secondary)!r} of {board.name} need different "
+                                 f"CLKOP settings; choose a system clock that divides the VCO")
+            for (name, want), got in zip(self.secondary, self.pll.f_secondary, strict=True):
+                if name == "eth" and abs(got - want) > 100e-6 * want:
+                    raise ValueError(f"sys_clk_hz {sys_clk_hz!r} leaves the eth clock of "
+                                     f"{board.name} at {got!r} Hz, more than 100 ppm from "
+                                     f"{want!r} (1000BASE-T)")
         self.link = link_factory(self.node, clk_hz=self.clk_hz, baud=baud)
 
     @property
     def domain_names(self):
         """Clock domains this top creates."""
-        return ("sync", "eclk_pll", "fast") if self.needs_fast else ("sync",)
+        return ("sync", *(name for name, _ in self.secondary),
+                *(("fast",) if self.needs_fast else ()))
 
     def elaborate(self, platform):
         m = Module()
         board = self.board
-        secondary = ("eclk_pll",) if self.needs_fast else ()
+        secondary = tuple(name for name, _ in self.secondary)
         m.submodules.clocks = clocks = ECP5ClockGen(
             self.pll, board.clk_resource, secondary_domains=secondary,
             rst_resource=board.rst_resource)

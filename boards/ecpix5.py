@@ -1,10 +1,11 @@
 """ECPIX-5 (LFE5UM5G-85F, BG554, speed 8): combkey nodes on LambdaConcept's ECPIX-5.
 
 Clocks: the 100 MHz oscillator (K23) feeds one EHXPLLL (Lattice FPGA-TN-02200, "ECP5 and ECP5-5G
-sysCLOCK PLL/DCS/DCC Usage Guide"): CLKOP is the ``sync`` system clock (125 MHz, the
-Ethernet byte clock; no other ``--sys-clk-mhz`` is accepted), CLKOS the 250 MHz edge clock of
-the modulator gearing when a node uses it (``fast`` = 125 MHz). The reset button (AB1) resets
-the PLL.
+sysCLOCK PLL/DCS/DCC Usage Guide"), VCO 500 MHz: CLKOP is the ``sync`` system clock (50 MHz),
+a secondary output the 125 MHz ``eth`` domain of the Ethernet stack and MAC, and, when a node
+uses the modulator gearing, another the 250 MHz edge clock (``fast`` = 125 MHz). Another
+``--sys-clk-mhz`` must divide a VCO frequency that also gives 125 MHz within 100 ppm. The
+reset button (AB1) resets the PLL.
 
 Link: UART on the FT2232 second channel (``uart`` 0: rx R26, tx R24); programming through the
 first channel (``openFPGALoader -b ecpix5``). Heartbeat: the green element of RGB LED 0 (R21).
@@ -72,7 +73,7 @@ BOARD = Board(
     clk_resource=("clk100", 0),
     rst_resource=("rst", 0),
     clk_in_hz=100e6,
-    default_sys_clk_hz=125e6,      # Ethernet: sync = 125 MHz
+    default_sys_clk_hz=50e6,       # Ethernet has its own 125 MHz eth domain
     fast_clk_hz=125e6,
     uart_resource=("uart", 0),
     led_resource=("rgb_led", 0, "g"),

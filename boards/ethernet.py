@@ -3,9 +3,10 @@
 A board whose :class:`~combkey.boards.base.Board` names an ``ethernet`` resource (the ECPIX-5's
 RTL8211 ``eth_rgmii`` 0) gets, around the usual node top:
 
-* the node with one more register block, ``net`` (:class:`~combkey.gateware.net.core.EthernetCore`,
-  see ``docs/ethernet.md``), made by :func:`ethernet_node_class`. The ``params`` identity register
-  reports it in bit 31 (``ethernet``), so the host can rebuild the map (see *Host* below);
+* the node built with ``ethernet=True`` (:class:`~combkey.gateware.node.Node`): one more
+  register block, ``net`` (:class:`~combkey.gateware.net.core.EthernetCore`, see
+  ``docs/ethernet.md``), last in the map, and ``params`` bit 31 set, so the host rebuilds the
+  same map;
 * :class:`LinkMux` between the bridge and its two clients, the UART (``UARTLink``) and the UDP
   register port of the core;
 * the node's ``link_records`` stream (relay) into ``core.records`` and the tagger's lost-hit
@@ -13,8 +14,10 @@ RTL8211 ``eth_rgmii`` 0) gets, around the usual node top:
 * :class:`~combkey.gateware.net.core.RGMIIPins` on the PHY's pins (TXC delayed 2 ns by DELAYG,
   ``rx_delay_ps=0``: the ECPIX-5's RTL8211 delays RXC itself).
 
-``sync`` must run at 125 MHz (1000BASE-T byte clock), so :class:`NodeOnBoard` refuses any other
-system clock on such a board.
+The stack and the MAC run in the ``eth`` domain at 125 MHz (1000BASE-T byte clock), a PLL output
+of its own (:class:`~combkey.boards.base.NodeOnBoard`); everything the node sees (byte streams,
+records, ``net.*`` registers) crosses into ``sync`` inside the core (AsyncFIFOs and a toggle
+handshake, see :mod:`combkey.gateware.net.core`), so ``sync`` can run at any frequency.
 
 Sharing the bridge: :class:`LinkMux`
 ------------------------------------
@@ -51,9 +54,8 @@ bridge on the same bank needs a bus arbiter there (a change to ``gateware/node.p
 
 Host
 ----
-``params`` bit 31 = 1 marks a node with the ``net`` block. ``node_regmap_from_params`` in
-``gateware/node.py`` must learn that bit (see the report / ``docs/ethernet.md``) before a host
-accepts such a node: today it rebuilds the map without ``net.*`` and refuses the hash.
+``params`` bit 31 = 1 marks a node with the ``net`` block; ``node_regmap_from_params`` rebuilds
+its map with ``ethernet=True``, so ``Device`` accepts such a node over any link.
 """
 import functools
 
@@ -63,17 +65,18 @@ from amaranth.lib.wiring import In, Out
 
 from combkey.gateware.bridge import CMD_READ, CMD_WRITE, SOF_REQUEST, encode_request
 
-__all__ = ["ETH_CLK_HZ", "ETHERNET_PARAM", "LinkMux", "LinkMuxModel", "SWITCH_REQUEST",
-           "ethernet_node_class", "EthernetFront", "ethernet_factories"]
+__all__ = ["ETH_CLK_HZ", "ETH_DOMAIN", "CORE_PARAMS", "LinkMux", "LinkMuxModel",
+           "SWITCH_REQUEST", "EthernetFront", "ethernet_factories"]
 
-#: The system clock an Ethernet-equipped node needs (1000BASE-T GMII byte clock).
+#: Frequency of the ``eth`` domain (1000BASE-T GMII byte clock), a PLL output of its own.
 ETH_CLK_HZ = 125_000_000
-#: ``(name, offset, width)`` of the Ethernet flag in the ``params`` identity register.
-ETHERNET_PARAM = ("ethernet", 31, 1)
+#: Clock domain of the stack and the MAC on a board.
+ETH_DOMAIN = "eth"
 #: The READ of ``magic`` that the mux sends when the bridge changes client (see docstring).
 SWITCH_REQUEST = encode_request(0, CMD_READ, 0, 1)
-#: Core parameters for the ECPIX-5's RTL8211 (RXC delayed by the PHY, TXC by DELAYG).
-CORE_PARAMS = dict(tx_clk_mode="delay", tx_delay_ps=2000, rx_delay_ps=0)
+#: Core parameters for the ECPIX-5's RTL8211 (RXC delayed by the PHY, TXC by DELAYG), with the
+#: stack and MAC in the ``eth`` domain.
+CORE_PARAMS = dict(domain=ETH_DOMAIN, tx_clk_mode="delay", tx_delay_ps=2000, rx_delay_ps=0)
 
 
 def _req_need(cmd, count):
@@ -289,36 +292,6 @@ class LinkMuxModel:
         return out
 
 
-def ethernet_node_class(cls):
-    """Return the subclass of node top ``cls`` with the ``net`` block (:class:`EthernetCore`).
-
-    The subclass appends ``("net", core)`` to the node's blocks (so ``net.*`` registers join the
-    map after every other block) and adds :data:`ETHERNET_PARAM` to ``PARAM_FIELDS`` (``params``
-    bit 31 = 1). ``core_params`` (keyword) overrides :data:`CORE_PARAMS`.
-    """
-    return _ethernet_class(cls)
-
-
-@functools.cache
-def _ethernet_class(cls):
-    from combkey.gateware.net.core import EthernetCore
-
-    class EthernetNode(cls):
-        PARAM_FIELDS = tuple(cls.PARAM_FIELDS) + (ETHERNET_PARAM,)
-
-        def __init__(self, *, core_params=None, **kw):
-            self._core_params = {**CORE_PARAMS, **(core_params or {})}
-            super().__init__(**kw)
-            self.map_params = {**self.map_params, "ethernet": 1}
-
-        def blocks(self):
-            self.net = EthernetCore(**self._core_params)
-            return list(super().blocks()) + [("net", self.net)]
-
-    EthernetNode.__name__ = EthernetNode.__qualname__ = f"Ethernet{cls.__name__}"
-    return EthernetNode
-
-
 class EthernetFront(wiring.Component):
     """What ``UARTLink`` sees as "the node" on an Ethernet board: the node, the mux, the pins.
 
@@ -329,8 +302,8 @@ class EthernetFront(wiring.Component):
     """
 
     def __init__(self, node, *, resource=("eth_rgmii", 0)):
-        if not hasattr(node, "net"):
-            raise TypeError(f"node must be built by ethernet_node_class(), not {node!r}")
+        if not getattr(node, "ethernet", False):
+            raise TypeError(f"node must be built with ethernet=True, not {node!r}")
         self.node = node
         self.clk_hz = node.clk_hz
         self.resource = tuple(resource)
@@ -371,16 +344,16 @@ def ethernet_factories(board, node_factory, link_factory):
     """Wrap a board's ``(node_factory, link_factory)`` for its Ethernet PHY.
 
     ``node_factory`` is ``functools.partial(NodeClass, **params)`` (as
-    :func:`~combkey.boards.nodes.node_factories` returns); the result builds
-    ``ethernet_node_class(NodeClass)`` with the same parameters, and the link factory builds
-    ``link_factory(EthernetFront(node), ...)``. Other tops (the pin-plan probe) are returned
-    unchanged, without Ethernet.
+    :func:`~combkey.boards.nodes.node_factories` returns); the result is the same node class
+    with the same parameters plus ``ethernet=True, ethernet_params=CORE_PARAMS`` (the stack in
+    the ``eth`` domain), and the link factory builds ``link_factory(EthernetFront(node), ...)``.
+    Other tops (the pin-plan probe) are returned unchanged, without Ethernet.
     """
     if not isinstance(node_factory, functools.partial) or \
             not hasattr(node_factory.func, "PARAM_FIELDS"):
         return node_factory, link_factory       # not a node top (e.g. the pin-plan probe)
-    eth_factory = functools.partial(ethernet_node_class(node_factory.func),
-                                    *node_factory.args, **node_factory.keywords)
+    eth_factory = functools.partial(node_factory, ethernet=True,
+                                    ethernet_params=dict(CORE_PARAMS))
 
     def eth_link(node, **kw):
         return link_factory(EthernetFront(node, resource=board.ethernet), **kw)

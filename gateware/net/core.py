@@ -1,10 +1,25 @@
 """Ethernet core: RGMII pins to the node's register byte streams and the record stream.
 
-:class:`EthernetCore` = :class:`~.mac.RGMII` + :class:`~.mac.MacRx` (in the PHY's receive clock
-domain) + an asynchronous FIFO into ``sync`` + :class:`~.stack.NetStack` + :class:`~.mac.MacTx`.
-``sync`` must run at 125 MHz (1000BASE-T). The core defines the local domain ``eth_rx`` clocked
-by ``rx_clk``; with ``tx_clk_mode="domain"`` the parent must provide a ``tx90`` domain (``sync``
-shifted by +90°).
+:class:`EthernetCore` = :class:`~.mac.RGMII` + :class:`~.mac.MacRx` (in the PHY's receive
+clock domain ``eth_rx``, local, clocked by ``rx_clk``) + an asynchronous FIFO +
+:class:`~.stack.NetStack` + :class:`~.mac.MacTx`. The stack and the MAC run in the clock
+domain named by ``domain``, which must run at 125 MHz (1000BASE-T byte clock); with
+``tx_clk_mode="domain"`` the parent must also provide a ``tx90`` domain (``domain`` shifted by
++90°).
+
+Clock domains
+-------------
+* ``domain="sync"`` (default): no crossing; ``sync`` must run at 125 MHz.
+* any other ``domain`` (the boards use ``"eth"``): every member but the RGMII pins is in
+  ``sync``, whatever its frequency. The byte streams ``reg_rx`` / ``reg_tx`` and the record
+  stream cross in one :class:`amaranth.lib.fifo.AsyncFIFO` each (``cdc_depth`` entries). The
+  registers cross by :class:`~.cdc.BusSync` (toggle handshake): the configuration (``mac``,
+  ``ip``, ``reg_port``, ``stream_port``) and ``upstream_dropped`` as one snapshot from ``sync``
+  into ``domain``, the status (``subscribed``, every counter, ``tx_underruns``) as one snapshot
+  back. A register write reaches the stack, and a counter reaches its register, within two
+  handshake round trips (<= 6 cycles of each clock each; 0.34 us at 50/125 MHz). Records are
+  taken from ``records`` only while the (synchronised) ``subscribed`` is 1; those accepted in
+  the last round trip before a stop stay in the crossing FIFO and lead the next stream.
 
 Members
 -------
@@ -23,42 +38,32 @@ accepted when the next is due is counted in ``dropped`` and skipped, so ``k`` st
 index and the host can verify the stream end to end. Its model is :func:`counter_source_model`.
 """
 import numpy as np
-from amaranth.hdl import ClockDomain, Const, Elaboratable, Module, Signal
+from amaranth.hdl import Cat, ClockDomain, Const, DomainRenamer, Elaboratable, Module, Signal
 from amaranth.lib import data, fifo, io, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..regs import Access, Reg
+from .cdc import BusSync
 from .mac import RGMII, MacRx, MacTx, Octet
 from .stack import NetStack
 
 __all__ = ["EthernetCore", "RGMIIPins", "CounterRecordSource", "counter_source_model"]
 
 
-class EthernetCore(wiring.Component):
-    """See the module docstring. Parameters are passed to :class:`~.stack.NetStack` and
-    :class:`~.mac.RGMII` (``tx_clk_mode``, ``tx_delay_ps``, ``rx_delay_ps``)."""
+#: Stream members of the core and the direction of their crossing when ``domain`` differs
+#: from ``sync`` (``"out"``: core -> ``sync``).
+_STREAMS = {"reg_rx": ("out", 8), "reg_tx": ("in", 8), "records": ("in", 64)}
+#: RGMII pin members: not clocked by ``sync``, passed straight through.
+_PINS = ("rx_clk", "rx_ctl", "rxd", "tx_clk", "tx_ctl", "txd")
 
-    def __init__(self, *, tx_clk_mode="domain", tx_delay_ps=2000, rx_delay_ps=0, **stack_kw):
-        self.stack = NetStack(**stack_kw)
-        self.rgmii = RGMII(rx_domain="eth_rx", tx_clk_mode=tx_clk_mode,
-                           tx_delay_ps=tx_delay_ps, rx_delay_ps=rx_delay_ps)
-        members = {
-            "rx_clk": In(1), "rx_ctl": In(1), "rxd": In(4),
-            "tx_clk": Out(1), "tx_ctl": Out(1), "txd": Out(4),
-            "reg_rx": Out(stream.Signature(8)), "reg_tx": In(stream.Signature(8)),
-            "records": In(stream.Signature(64)), "upstream_dropped": In(32),
-            "tx_underruns": Out(32),
-        }
-        for name, member in self.stack.signature.members.items():
-            if name not in members:
-                members[name] = member
+
+class _SameClockCore(wiring.Component):
+    """RGMII + MAC + stack, everything but ``eth_rx`` in ``sync`` (see the module docstring)."""
+
+    def __init__(self, stack, rgmii, members):
+        self.stack = stack
+        self.rgmii = rgmii
         super().__init__(members)
-
-    def registers(self):
-        """The stack's registers plus ``tx_underruns``."""
-        return self.stack.registers() + [
-            Reg("tx_underruns", 32, Access.R,
-                doc="Frames cut short because their source stopped mid-frame.")]
 
     def elaborate(self, platform):
         m = Module()
@@ -93,6 +98,114 @@ class EthernetCore(wiring.Component):
                 m.d.comb += getattr(stack, name).eq(getattr(self, name))
             else:
                 m.d.comb += getattr(self, name).eq(getattr(stack, name))
+        return m
+
+
+class EthernetCore(wiring.Component):
+    """See the module docstring.
+
+    Parameters
+    ----------
+    domain : str
+        Clock domain of the stack and the MAC (125 MHz); every member but the RGMII pins is in
+        ``sync``. Default ``"sync"`` (no crossing: ``sync`` must then run at 125 MHz).
+    cdc_depth : int
+        Depth of each crossing FIFO when ``domain`` is not ``sync`` (power of 2, >= 4).
+    tx_clk_mode, tx_delay_ps, rx_delay_ps
+        Passed to :class:`~.mac.RGMII`.
+    **stack_kw
+        Passed to :class:`~.stack.NetStack`.
+    """
+
+    def __init__(self, *, domain="sync", cdc_depth=16, tx_clk_mode="domain", tx_delay_ps=2000,
+                 rx_delay_ps=0, **stack_kw):
+        if not isinstance(domain, str) or not domain.isidentifier() or domain == "eth_rx":
+            raise ValueError(f"domain must be a clock domain name other than 'eth_rx', "
+                             f"not {domain!r}")
+        if isinstance(cdc_depth, bool) or not isinstance(cdc_depth, int) or cdc_depth < 4 or \
+                cdc_depth & (cdc_depth - 1):
+            raise ValueError(f"cdc_depth must be a power of 2 >= 4, not {cdc_depth!r}")
+        self.domain = domain
+        self.cdc_depth = cdc_depth
+        self.stack = NetStack(**stack_kw)
+        self.rgmii = RGMII(rx_domain="eth_rx", tx_clk_mode=tx_clk_mode,
+                           tx_delay_ps=tx_delay_ps, rx_delay_ps=rx_delay_ps)
+        members = {
+            "rx_clk": In(1), "rx_ctl": In(1), "rxd": In(4),
+            "tx_clk": Out(1), "tx_ctl": Out(1), "txd": Out(4),
+            "reg_rx": Out(stream.Signature(8)), "reg_tx": In(stream.Signature(8)),
+            "records": In(stream.Signature(64)), "upstream_dropped": In(32),
+            "tx_underruns": Out(32),
+        }
+        for name, member in self.stack.signature.members.items():
+            if name not in members and name not in ("rx", "tx"):
+                members[name] = member
+        self._core = _SameClockCore(self.stack, self.rgmii, members)
+        super().__init__(members)
+
+    def registers(self):
+        """The stack's registers plus ``tx_underruns``."""
+        return self.stack.registers() + [
+            Reg("tx_underruns", 32, Access.R,
+                doc="Frames cut short because their source stopped mid-frame.")]
+
+    def _plain(self, flow):
+        """Names of the non-stream, non-pin members of direction ``flow``, in signature order."""
+        return [name for name, member in self.signature.members.items()
+                if name not in _STREAMS and name not in _PINS and member.is_port and
+                member.flow is flow]
+
+    def elaborate(self, platform):
+        m = Module()
+        core = self._core
+        for name in _PINS:
+            if self.signature.members[name].flow is In:
+                m.d.comb += getattr(core, name).eq(getattr(self, name))
+            else:
+                m.d.comb += getattr(self, name).eq(getattr(core, name))
+        config, status = self._plain(In), self._plain(Out)
+        if self.domain == "sync":
+            m.submodules.core = core
+            wiring.connect(m, core.reg_rx, wiring.flipped(self.reg_rx))
+            wiring.connect(m, wiring.flipped(self.reg_tx), core.reg_tx)
+            wiring.connect(m, wiring.flipped(self.records), core.records)
+            m.d.comb += [getattr(core, n).eq(getattr(self, n)) for n in config]
+            m.d.comb += [getattr(self, n).eq(getattr(core, n)) for n in status]
+            return m
+
+        dom = self.domain
+        m.submodules.core = DomainRenamer({"sync": dom})(core)
+        for name, (way, width) in _STREAMS.items():
+            w_domain, r_domain = (dom, "sync") if way == "out" else ("sync", dom)
+            m.submodules[f"{name}_cdc"] = cdc = fifo.AsyncFIFO(
+                width=width, depth=self.cdc_depth, w_domain=w_domain, r_domain=r_domain)
+            if way == "out":
+                wiring.connect(m, getattr(core, name), cdc.w_stream)
+                wiring.connect(m, cdc.r_stream, wiring.flipped(getattr(self, name)))
+            elif name == "records":
+                # Records are taken only while a subscriber exists (as without the crossing),
+                # so that none wait in the crossing FIFO while nobody listens.
+                src = self.records
+                m.d.comb += [cdc.w_stream.payload.eq(src.payload),
+                             cdc.w_stream.valid.eq(src.valid & self.subscribed),
+                             src.ready.eq(cdc.w_stream.ready & self.subscribed)]
+                wiring.connect(m, cdc.r_stream, core.records)
+            else:
+                wiring.connect(m, wiring.flipped(getattr(self, name)), cdc.w_stream)
+                wiring.connect(m, cdc.r_stream, getattr(core, name))
+        # Configuration (and the upstream loss count) into the stack's domain, status back.
+        cfg_bits = Cat(*(getattr(self, n) for n in config))
+        cfg_init, offset = 0, 0
+        for n in config:
+            cfg_init |= (self.signature.members[n].init or 0) << offset
+            offset += len(getattr(self, n))
+        m.submodules.config_cdc = cfg = BusSync(len(cfg_bits), i_domain="sync", o_domain=dom,
+                                                init=cfg_init)
+        m.d.comb += [cfg.i.eq(cfg_bits),
+                     Cat(*(getattr(core, n) for n in config)).eq(cfg.o)]
+        st_bits = Cat(*(getattr(core, n) for n in status))
+        m.submodules.status_cdc = st = BusSync(len(st_bits), i_domain=dom, o_domain="sync")
+        m.d.comb += [st.i.eq(st_bits), Cat(*(getattr(self, n) for n in status)).eq(st.o)]
         return m
 
 

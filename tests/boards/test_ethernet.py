@@ -1,6 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """Ethernet on the ECPIX-5: the node tops elaborate with the net block, its registers are in the
 map, and LinkMux (UART + UDP sharing the bridge) matches its model cycle by cycle."""
+import gc
 import random
 import re
 
@@ -11,7 +12,7 @@ from amaranth.lib import wiring
 
 from combkey.boards.base import NodeOnBoard
 from combkey.boards.build import prepare_build
-from combkey.boards.ethernet import ETH_CLK_HZ, LinkMux, LinkMuxModel, ethernet_node_class
+from combkey.boards.ethernet import ETH_CLK_HZ, LinkMux, LinkMuxModel
 from combkey.boards.nodes import node_factories
 from combkey.boards.registry import get_board
 from combkey.gateware.bridge import CMD_READ, CMD_WRITE, RegBridge, decode_response, encode_request
@@ -34,9 +35,13 @@ NET_REGS = [r.name for r in _elaborated(EthernetCore()).registers()]
 def test_ecpix5_node_has_ethernet(node, tmp_path):
     job = prepare_build("ecpix5-85", node, root=tmp_path)
     top = job.top
-    assert top.clk_hz == ETH_CLK_HZ
+    assert top.clk_hz == 50_000_000
+    # The stack runs in its own 125 MHz eth domain, a PLL output of its own.
+    assert "eth" in top.domain_names
+    freqs = dict(zip(top.domain_names, (top.pll.f_out, *top.pll.f_secondary), strict=False))
+    assert freqs["eth"] == ETH_CLK_HZ and freqs["sync"] == 50e6
     n = top.node
-    assert isinstance(n.net, EthernetCore)
+    assert isinstance(n.net, EthernetCore) and n.net.domain == "eth"
     names = [r.name for _, r in n.regmap.all_resources()]
     for reg in NET_REGS:
         assert f"net.{reg}" in names
@@ -53,7 +58,7 @@ def test_ecpix5_node_has_ethernet(node, tmp_path):
 
 def test_ethernet_map_extends_plain_map():
     plain = _elaborated(RelayNode(clk_hz=ETH_CLK_HZ, channels=2))
-    eth = _elaborated(ethernet_node_class(RelayNode)(clk_hz=ETH_CLK_HZ, channels=2))
+    eth = _elaborated(RelayNode(clk_hz=ETH_CLK_HZ, channels=2, ethernet=True))
     p = [(a, r.name) for a, r in plain.regmap.all_resources()]
     e = [(a, r.name) for a, r in eth.regmap.all_resources()]
     assert e[:len(p)] == p
@@ -61,12 +66,18 @@ def test_ethernet_map_extends_plain_map():
     assert eth.params_word() == plain.params_word() | (1 << 31)
 
 
-def test_ethernet_board_needs_125_mhz():
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_ethernet_board_needs_a_system_clock_beside_125_mhz():
     board = get_board("ecpix5-85")
-    factory, link = node_factories("relay", board.node_params["relay"])
-    with pytest.raises(ValueError, match=r"sys_clk_hz must be 125000000 on ecpix5-85 .*"
-                                         r"not 50000000.0"):
-        NodeOnBoard(board, factory, link, sys_clk_hz=50e6)
+    factory, link = node_factories("transmitter", board.node_params["transmitter"])
+    top = NodeOnBoard(board, factory, link, sys_clk_hz=100e6)     # VCO 500: /5 and /4
+    assert top.clk_hz == 100_000_000 and top.pll.f_secondary == (ETH_CLK_HZ,)
+    assert top.domain_names == ("sync", "eth")
+    # 48 MHz and 125 MHz have no common VCO frequency in 400..800 MHz.
+    with pytest.raises(ValueError, match=r"f_out 48 MHz from 100 MHz"):
+        NodeOnBoard(board, factory, link, sys_clk_hz=48e6)
+    del top
+    gc.collect()            # the tops were never elaborated: their warnings are expected here
 
 
 def test_link_mux_timeout_checked():
