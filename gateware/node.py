@@ -34,8 +34,9 @@ address   name           access  value
 0x0008    ``params``     R       the parameters that shape the map (:data:`PARAMS_ADDR`; per kind
                                  :attr:`Node.PARAM_FIELDS`): transmitter ``channels`` [7:0],
                                  ``lanes`` [11:8], ``prob_bits`` [16:12], ``phase_bits``
-                                 [20:17]; relay ``channels`` [7:0]; every kind: ``ethernet``
-                                 [31] (1 when the node has the ``net`` block)
+                                 [20:17], ``modulator`` [21]; relay ``channels`` [7:0];
+                                 every kind: ``ethernet`` [31] (1 when the node has the
+                                 ``net`` block)
 ========  =============  ======  ==================================================================
 
 The host reads ``magic``, ``map_hash``, ``node_kind`` and ``params`` by address before anything
@@ -77,6 +78,7 @@ from .dsp.ref_phase import RefEvent, ref_estimate_layout
 from .loops.opll import OPLL
 from .loops.phase_compensator import PhaseCompensator
 from .loops.reprate import RepRateLock
+from .modout import SLOTS_PER_FAST, ModulatorOutput, fast_clk_hz
 from .pattern.generator import GeneratorParams, PatternGenerator
 from .regs import Access, Field, Reg, RegBus, RegisterBank, RegisterMap, connect_registers
 from .timing.relay import TimingBlocks
@@ -119,6 +121,8 @@ IDENTITY_REGS = [
 PARAMS_ADDR = 8
 #: ``(name, offset, width)`` of the Ethernet flag in ``params`` (every node kind).
 ETHERNET_FIELD = ("ethernet", 31, 1)
+#: Modulator pins of a transmitter: im_code[1:0] and pm_code[1:0] of each slot.
+MOD_PINS = 4
 
 
 LINK_REGS = [
@@ -439,28 +443,43 @@ class TransmitterNode(Node):
 
     Extra members: ``beat_adc`` with ``data: In(12)``, ``clk: Out(1)``, ``otr: In(1)`` (flat
     names ``beat_adc__data``, ``beat_adc__clk``, ``beat_adc__otr`` in the board pin plans).
+
+    With ``modulator=True`` (what the boards build) the node also drives its modulator pins:
+    block ``mod`` (:class:`~combkey.gateware.modout.ModulatorOutput`: ``mod.enable``,
+    ``mod.underflows``, ``mod.overflows``) carries channel 0's slots, ``{pm_code[1:0],
+    im_code[1:0]}`` per slot, to the member ``mod.lanes: Out(16)`` (flat ``mod__lanes``: 4 pins
+    x 4 slots per ``fast`` cycle, for the board's ODDRX2F gearing). The node then needs a
+    ``fast`` clock domain (:attr:`required_domains`) at :attr:`fast_clk_hz` = ``clk_hz * lanes
+    / 4``, which carries exactly the generator's slot rate. ``params`` bit 21 says so.
     """
 
     kind = "transmitter"
     PARAM_FIELDS = (("channels", 0, 8), ("lanes", 8, 4), ("prob_bits", 12, 5),
-                    ("phase_bits", 17, 4))
+                    ("phase_bits", 17, 4), ("modulator", 21, 1))
 
     def __init__(self, *, clk_hz=100_000_000, timeout_cycles=None, channels=1, lanes=1,
-                 prob_bits=16, phase_bits=4, ethernet=False, ethernet_params=None):
+                 prob_bits=16, phase_bits=4, modulator=False, ethernet=False,
+                 ethernet_params=None):
         self.gen_params = self.check_map_params(channels=channels, lanes=lanes,
-                                                prob_bits=prob_bits, phase_bits=phase_bits)
+                                                prob_bits=prob_bits, phase_bits=phase_bits,
+                                                modulator=modulator)
         self.channels = channels
+        self.modulator = bool(modulator)
+        self.required_domains = ("fast",) if self.modulator else ()
+        self.fast_clk_hz = fast_clk_hz(clk_hz, lanes) if self.modulator else None
         self.map_params = dict(channels=channels, lanes=lanes, prob_bits=prob_bits,
-                               phase_bits=phase_bits)
+                               phase_bits=phase_bits, modulator=int(self.modulator))
         super().__init__(clk_hz=clk_hz, timeout_cycles=timeout_cycles, ethernet=ethernet,
                          ethernet_params=ethernet_params)
 
     @staticmethod
-    def check_map_params(*, channels, lanes, prob_bits, phase_bits):
+    def check_map_params(*, channels, lanes, prob_bits, phase_bits, modulator=False):
         """Raise ``ValueError`` naming the parameter; return the :class:`GeneratorParams`."""
         if isinstance(channels, bool) or not isinstance(channels, int) or \
                 not 1 <= channels <= 16:
             raise ValueError(f"channels must be an int in 1..16, not {channels!r}")
+        if modulator not in (False, True):      # 0 and 1 (from ``params``) compare equal
+            raise ValueError(f"modulator must be True or False, not {modulator!r}")
         return GeneratorParams(lanes=lanes, prob_bits=prob_bits, phase_bits=phase_bits)
 
     def blocks(self):
@@ -469,13 +488,20 @@ class TransmitterNode(Node):
         self.fcount = FreqCounter(count_width=24)
         self.reprate = RepRateLock(count_width=24)
         self.io = TransmitterIO()
-        return ([(f"pattern{c}", g) for c, g in enumerate(self.patterns)]
-                + [("opll", self.opll), ("fcount", self.fcount), ("reprate", self.reprate),
-                   ("io", self.io)])
+        blocks = ([(f"pattern{c}", g) for c, g in enumerate(self.patterns)]
+                  + [("opll", self.opll), ("fcount", self.fcount), ("reprate", self.reprate),
+                     ("io", self.io)])
+        if self.modulator:
+            self.modout = ModulatorOutput(lanes=self.gen_params.lanes, pins=MOD_PINS)
+            blocks.append(("mod", self.modout))
+        return blocks
 
     def extra_members(self):
-        return {"beat_adc": Out(wiring.Signature({"data": In(12), "clk": Out(1),
-                                                  "otr": In(1)}))}
+        members = {"beat_adc": Out(wiring.Signature({"data": In(12), "clk": Out(1),
+                                                     "otr": In(1)}))}
+        if self.modulator:
+            members["mod"] = Out(wiring.Signature({"lanes": Out(SLOTS_PER_FAST * MOD_PINS)}))
+        return members
 
     def elaborate_blocks(self, m, platform, bank):
         io_ = self.io
@@ -486,6 +512,12 @@ class TransmitterNode(Node):
                      self.opll.o.ready.eq(1), self.reprate.o.ready.eq(1)]
         wiring.connect(m, io_.sample, self.opll.i)
         wiring.connect(m, self.fcount.o, self.reprate.i)
+        if self.modulator:
+            gen = self.patterns[0].o
+            m.d.comb += [self.modout.i.valid.eq(gen.valid), self.mod.lanes.eq(self.modout.lanes)]
+            for j in range(self.gen_params.lanes):
+                slot = gen.payload[j]
+                m.d.comb += self.modout.i.payload[j].eq(Cat(slot.im_code[:2], slot.pm_code[:2]))
 
 
 class RelayIO(wiring.Component):

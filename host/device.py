@@ -106,7 +106,7 @@ class SimLink(Link):
 
     def __init__(self, kind="transmitter", *, clk_hz=100_000_000, node=None, testbenches=(),
                  ethernet=False):
-        from .gateware.stream import make_simulator
+        from .gateware.stream import SIM_CLOCK_HZ, make_simulator
 
         self.url = f"sim://{kind}"
         self.node = node if node is not None else \
@@ -115,6 +115,11 @@ class SimLink(Link):
         self._inq = collections.deque()
         self._outq = collections.deque()
         self.sim = make_simulator(self.node)
+        # Further clock domains a node asks for (a transmitter's ``fast`` modulator domain) run
+        # at their frequency relative to the system clock: ``<domain>_clk_hz`` / ``clk_hz``.
+        for domain in getattr(self.node, "required_domains", ()):
+            ratio = getattr(self.node, f"{domain}_clk_hz") / self.node.clk_hz
+            self.sim.add_clock(1 / (SIM_CLOCK_HZ * ratio), domain=domain)
         self.sim.add_testbench(self._pump, background=True)
         for tb in testbenches:
             self.sim.add_testbench(tb, background=True)
