@@ -242,6 +242,8 @@ class ClassifierConfig:
 class SlotClassifier(wiring.Component):
     """Slot/bin classification, gates, per-lane records and coincidence counters."""
 
+    SKID_DEPTH = 16
+
     def __init__(self, channels=16, record_depth=512):
         if not isinstance(channels, int) or not 1 <= channels <= 32:
             raise ValueError(f"channels must be an int in 1..32, not {channels!r}")
@@ -290,74 +292,104 @@ class SlotClassifier(wiring.Component):
         m.d.comb += [rfifo.r_en.eq(self.records_rd), self.record_level.eq(rfifo.level)]
         m.d.comb += self.records.eq(Mux(rfifo.r_rdy, rfifo.r_data, 0))
 
-        # Pipeline: s1 (e*recip), s2 (remainder), s3 (slot, phase, gate, lane, bit).
-        en = Signal()
-        v1, v2, v3 = Signal(), Signal(), Signal()
-        c1, c2 = Signal(Click), Signal(Click)
-        neg1, neg2 = Signal(), Signal()
-        e1, e2 = Signal(18), Signal(18)
-        prod1 = Signal(42)
-        q2 = Signal(18)
-        qp2 = Signal(42)
-        m.d.comb += self.i.ready.eq(en)
-        d = Signal(range(-(1 << 25), 1 << 25))
-        m.d.comb += d.eq(self.i.payload.fine - self.i.payload.phase_edge)
-        with m.If(en):
-            m.d.sync += [v1.eq(self.i.valid), c1.eq(self.i.payload), neg1.eq(d <= 0),
-                         e1.eq(d - 1), prod1.eq((d - 1)[:18] * self.recip)]
-            m.d.sync += [v2.eq(v1), c2.eq(c1), neg2.eq(neg1), e2.eq(e1),
-                         q2.eq(prod1 >> RECIP_SHIFT),
-                         qp2.eq((prod1 >> RECIP_SHIFT)[:18] * self.period)]
-        r2 = Signal(range(-(1 << 43), 1 << 43))
-        m.d.comb += r2.eq(e2 - qp2)
-        fix = r2 >= self.period
-        k = Signal(19)
-        rr = Signal(range(-(1 << 43), 1 << 43))
-        m.d.comb += [k.eq(q2 + 1 + fix), rr.eq(Mux(fix, r2 - self.period, r2))]
-        slot3, phase3 = Signal(32), Signal(24)
-        ch3 = Signal(5)
-        coarse3, fine3 = Signal(39), Signal(17)
-        with m.If(en):
-            m.d.sync += [v3.eq(v2), ch3.eq(c2.channel), coarse3.eq(c2.coarse),
-                         fine3.eq(c2.fine)]
-            with m.If(neg2):
-                m.d.sync += [slot3.eq(c2.slot_edge), phase3.eq(c2.phase_edge - c2.fine)]
-            with m.Else():
-                m.d.sync += [slot3.eq(c2.slot_edge - k), phase3.eq(self.period - 1 - rr)]
+        # Front end (p1..p8): slot, phase, gate, lane and detector bit of every click, one
+        # click per cycle, never stalled. Clicks are accepted only while the skid FIFO behind
+        # it has a place for every click in flight (``inflight < SKID_DEPTH``), so ``i.ready``
+        # is a flip-flop compare and the decision stage's stall reaches only the skid FIFO.
+        SKID = self.SKID_DEPTH
+        inflight = Signal(range(SKID + 1))
+        m.d.comb += self.i.ready.eq(inflight < SKID)
+        acc = self.i.valid & self.i.ready
+        pi = self.i.payload
+        pm1, p2m1 = Signal(24), Signal(24)
+        m.d.sync += [pm1.eq(self.period - 1), p2m1.eq((self.period << 1) - 1)]
 
-        # Gate, lane, detector bit (combinational from s3).
-        in0 = (phase3 >= self.gate0_lo) & (phase3 < self.gate0_hi)
-        in1 = (phase3 >= self.gate1_lo) & (phase3 < self.gate1_hi)
+        def stage(name, **fields):
+            return {k: Signal(v, name=f"{name}_{k}") for k, v in fields.items()}
+
+        carry = {"v": 1, "ch": 5, "coarse": 39, "fine": 17, "slot_edge": 32, "neg": 1}
+        # p1: e = fine - phase_edge - 1 (negative: the click is in the edge's slot).
+        s1 = stage("p1", e=range(-(1 << 25), 1 << 25), phn=24, **carry)
+        m.d.sync += [s1["v"].eq(acc), s1["ch"].eq(pi.channel), s1["coarse"].eq(pi.coarse),
+                     s1["fine"].eq(pi.fine), s1["slot_edge"].eq(pi.slot_edge),
+                     s1["e"].eq(pi.fine - pi.phase_edge - 1),
+                     s1["phn"].eq(pi.phase_edge - pi.fine)]
+        m.d.comb += s1["neg"].eq(s1["e"] < 0)
+
+        def pass_on(dst, src, *names):
+            m.d.sync += [dst[k].eq(src[k]) for k in names]
+
+        keep = ("v", "ch", "coarse", "fine", "slot_edge", "neg")
+        # p2: q estimate, e[:18] * recip as two 18x12 products.
+        s2 = stage("p2", e=range(-(1 << 25), 1 << 25), phn=24, pl=30, ph=30, **carry)
+        pass_on(s2, s1, *keep, "e", "phn")
+        m.d.sync += [s2["pl"].eq(s1["e"][:18] * self.recip[:12]),
+                     s2["ph"].eq(s1["e"][:18] * self.recip[12:24])]
+        # p3: q = (e * recip) >> RECIP_SHIFT.
+        s3 = stage("p3", e=range(-(1 << 25), 1 << 25), phn=24, prod=42, **carry)
+        pass_on(s3, s2, *keep, "e", "phn")
+        m.d.sync += s3["prod"].eq(s2["pl"] + (s2["ph"] << 12))
+        q3 = s3["prod"][RECIP_SHIFT:RECIP_SHIFT + 18]
+        # p4: q * period as two 18x12 products; slot_edge - q - 1.
+        s4 = stage("p4", e=range(-(1 << 25), 1 << 25), phn=24, ql=30, qh=30, sa=32, **carry)
+        pass_on(s4, s3, *keep, "e", "phn")
+        m.d.sync += [s4["ql"].eq(q3 * self.period[:12]), s4["qh"].eq(q3 * self.period[12:24]),
+                     s4["sa"].eq(s3["slot_edge"] + ~Cat(q3, Const(0, 14)))]
+        # p5: q * period; slot_edge - q - 2.
+        s5 = stage("p5", e=range(-(1 << 25), 1 << 25), phn=24, qp=42, sa=32, sb=32, **carry)
+        pass_on(s5, s4, *keep, "e", "phn", "sa")
+        m.d.sync += [s5["qp"].eq(s4["ql"] + (s4["qh"] << 12)), s5["sb"].eq(s4["sa"] - 1)]
+        # p6: remainder r = e - q * period (one correction left).
+        s6 = stage("p6", r=range(-(1 << 43), 1 << 43), phn=24, sa=32, sb=32, **carry)
+        pass_on(s6, s5, *keep, "phn", "sa", "sb")
+        m.d.sync += s6["r"].eq(s5["e"] - s5["qp"])
+        # p7: slot and phase.
+        s7 = stage("p7", slot=32, phase=24, **carry)
+        pass_on(s7, s6, "v", "ch", "coarse", "fine")
+        fix = s6["r"] >= self.period
+        r24 = s6["r"][:24]
+        with m.If(s6["neg"]):
+            m.d.sync += [s7["slot"].eq(s6["slot_edge"]), s7["phase"].eq(s6["phn"])]
+        with m.Elif(fix):
+            m.d.sync += [s7["slot"].eq(s6["sb"]), s7["phase"].eq(p2m1 - r24)]
+        with m.Else():
+            m.d.sync += [s7["slot"].eq(s6["sa"]), s7["phase"].eq(pm1 - r24)]
+        # p8: gate, lane, detector bit.
+        phase7, ch7 = s7["phase"], s7["ch"]
+        in0 = (phase7 >= self.gate0_lo) & (phase7 < self.gate0_hi)
+        in1 = (phase7 >= self.gate1_lo) & (phase7 < self.gate1_hi)
         binv = Signal(2)
         rel = Signal(24)
         with m.If(in0):
-            m.d.comb += [binv.eq(0), rel.eq(phase3 - self.gate0_lo)]
+            m.d.comb += [binv.eq(0), rel.eq(phase7 - self.gate0_lo)]
         with m.Elif(in1):
-            m.d.comb += [binv.eq(1), rel.eq(phase3 - self.gate1_lo)]
+            m.d.comb += [binv.eq(1), rel.eq(phase7 - self.gate1_lo)]
         with m.Else():
             m.d.comb += binv.eq(3)
         pol = self.mode == MODE_POL
         lane = Signal(5)
         det = Signal(2)
-        m.d.comb += [lane.eq(Mux(pol, ch3 >> 2, ch3 >> 1)), det.eq(Mux(pol, ch3[:2], ch3[0]))]
+        m.d.comb += [lane.eq(Mux(pol, ch7 >> 2, ch7 >> 1)), det.eq(Mux(pol, ch7[:2], ch7[0]))]
         bitidx = Signal(3)
         m.d.comb += bitidx.eq(Mux(pol, det + (binv[0] << 2), det + (binv[0] << 1)))
         gated = (binv != 3) & (bitidx < 4)
-        bit = Signal(4)
-        m.d.comb += bit.eq(Const(1, 4) << bitidx[:2])
+        skid_layout = data.StructLayout({
+            "channel": 5, "coarse": 39, "fine": 17, "phase": 24, "slot": 32, "gated": 1,
+            "lane": 5, "bit": 4, "bin": 2, "rel": 24})
+        m.submodules.skid = skid = SyncFIFOBuffered(width=skid_layout.size, depth=SKID)
+        s8 = Signal(skid_layout)
+        v8 = Signal()
+        m.d.sync += [v8.eq(s7["v"]), s8.channel.eq(ch7), s8.coarse.eq(s7["coarse"]),
+                     s8.fine.eq(s7["fine"]), s8.phase.eq(phase7), s8.slot.eq(s7["slot"]),
+                     s8.gated.eq(gated), s8.lane.eq(lane),
+                     s8.bit.eq(Const(1, 4) << bitidx[:2]), s8.bin.eq(Mux(gated, binv, 3)),
+                     s8.rel.eq(rel)]
+        m.d.comb += [skid.w_data.eq(s8), skid.w_en.eq(v8)]
 
-        # Stage 4 registers the gate/lane decision so the stall logic starts at flip-flops.
-        v4, gated4 = Signal(), Signal()
-        lane4, ch4 = Signal(5), Signal(5)
-        bit4, binv4 = Signal(4), Signal(2)
-        rel4, phase4 = Signal(24), Signal(24)
-        slot4, coarse4, fine4 = Signal(32), Signal(39), Signal(17)
-        with m.If(en):
-            m.d.sync += [v4.eq(v3), gated4.eq(gated), lane4.eq(lane), ch4.eq(ch3),
-                         bit4.eq(bit), binv4.eq(binv), rel4.eq(rel), phase4.eq(phase3),
-                         slot4.eq(slot3), coarse4.eq(coarse3), fine4.eq(fine3)]
-
-        # Per-lane open records.
+        # X: the skid FIFO head is compared with every lane's open record, as the lanes will
+        # be after the click in D is taken (forwarded), and the result is registered into D.
+        x = skid_layout(skid.r_data)
+        xv = skid.r_rdy
         o_open = Signal(L)
         o_slot = [Signal(32, name=f"slot_l{i}") for i in range(L)]
         o_pat = [Signal(4, name=f"pat_l{i}") for i in range(L)]
@@ -365,58 +397,124 @@ class SlotClassifier(wiring.Component):
         o_wide = Signal(L)
         o_rep = Signal(L)
         o_n = [Signal(3, name=f"n_l{i}") for i in range(L)]
-        flushing = Signal()
-        with m.If(self.flush):
-            m.d.sync += flushing.eq(1)
-        stale = Signal(L)
+
+        d = Signal(skid_layout)
+        dv = Signal()
+        d_lane = Signal(L)                    # one-hot lane of the click in D (gated only)
+        d_dr = Signal(range(-(1 << 24), 1 << 24))   # rel - rel of the record it joins
+        en = Signal()
+        m.d.comb += skid.r_en.eq(en)
+        pop = en & skid.r_rdy
+        with m.If(acc & ~pop):
+            m.d.sync += inflight.eq(inflight + 1)
+        with m.Elif(pop & ~acc):
+            m.d.sync += inflight.eq(inflight - 1)
+
+        def later_ne(a, b, name):
+            diff = Signal(32, name=f"diff_{name}")
+            m.d.comb += diff.eq(a - b)
+            ne = Signal(name=f"ne_{name}")
+            m.d.comb += ne.eq(a != b)
+            return ne & ~diff[31], ne
+
+        later_d, ne_d = later_ne(x.slot, d.slot, "d")
+        x_lane = Signal(L)
+        m.d.comb += x_lane.eq(Mux(x.gated, Const(1, L) << x.lane, 0))
+        cand = Signal(L)
         for i in range(L):
-            diff = Signal(32, name=f"diff_l{i}")
-            m.d.comb += diff.eq(slot4 - o_slot[i])
-            later = (diff != 0) & ~diff[31]
-            same_lane = lane4 == i
-            m.d.comb += stale[i].eq(o_open[i] & (flushing | (v4 & gated4 & (
-                later | (same_lane & (diff != 0))))))
-        sel = Signal(range(max(L, 2)))
-        for i in reversed(range(L)):
-            with m.If(stale[i]):
-                m.d.comb += sel.eq(i)
-        # Emit.
-        rec = Signal(RecordWord)
-        pat_sel = Signal(4)
-        wide_sel = Signal()
-        m.d.comb += [pat_sel.eq(Cat(*o_pat).word_select(sel, 4)), wide_sel.eq(o_wide.bit_select(
-            sel, 1))]
+            later_o, ne_o = later_ne(x.slot, o_slot[i], f"l{i}")
+            fw = dv & d_lane[i]
+            later = Mux(fw, later_d, later_o)
+            ne = Mux(fw, ne_d, ne_o)
+            m.d.comb += cand[i].eq(xv & x.gated & (later | (x_lane[i] & ne)))
+        # The record the X click joins starts at rel of D's click when D opens its lane.
+        d_opens = dv & (d_lane & ~o_open).any()
+        same = dv & (d_lane == x_lane)
+        rel_lane = Signal(24)
+        m.d.comb += rel_lane.eq(Cat(*o_rel).word_select(x.lane, 24))
+        with m.If(en):
+            m.d.sync += [dv.eq(xv), d.eq(x), d_lane.eq(x_lane),
+                         d_dr.eq(Mux(same & d_opens, x.rel - d.rel, x.rel - rel_lane))]
+
+        # D: decide. ``stale`` (a register) holds the open lanes that the D click (or a flush)
+        # closes; the lowest is emitted each cycle, then the click is taken.
+        flushing = Signal()
+        stale = Signal(L)
+        any_stale = stale.any()
+        credits = Signal(range(self.record_depth + 1), init=self.record_depth)
+        emit = any_stale & (credits != 0)
+        first = Signal(L)
+        m.d.comb += first.eq(stale & ~(stale - 1))
+        take = dv & ~any_stale & ~flushing
+        m.d.comb += en.eq((~dv | take) & ~flushing)
+        opened = Mux(take, d_lane, 0)
+        with m.If(self.flush & ~flushing):
+            m.d.sync += [flushing.eq(1),
+                         stale.eq((o_open & ~Mux(emit, first, 0)) | opened)]
+        with m.Elif(en):
+            m.d.sync += stale.eq((o_open | opened) & cand)
+        with m.Elif(emit):
+            m.d.sync += stale.eq(stale & ~first)
+        with m.If(flushing & ~any_stale):
+            m.d.sync += flushing.eq(0)
+        with m.If(emit):
+            m.d.sync += o_open.eq(o_open & ~first)
+
+        # Record pipeline: e1 (lane chosen), e2 (fields), e3 (class, into the FIFO).
+        e1v, e1sel = Signal(), Signal(L)
+        m.d.sync += [e1v.eq(emit), e1sel.eq(first)]
+        e2v = Signal()
+        e2 = {k: Signal(w, name=f"e2_{k}") for k, w in
+              (("slot", 32), ("lane", 5), ("pat", 4), ("wide", 1), ("rep", 1), ("n", 3))}
+        m.d.sync += e2v.eq(e1v)
+
+        def pick(sigs, width):
+            acc_ = Const(0, width)
+            for i, s in enumerate(sigs):
+                acc_ = acc_ | Mux(e1sel[i], s, 0)
+            return acc_
+
+        lane_idx = Const(0, 5)
+        for i in range(L):
+            lane_idx = lane_idx | Mux(e1sel[i], i, 0)
+        m.d.sync += [e2["slot"].eq(pick(o_slot, 32)), e2["lane"].eq(lane_idx),
+                     e2["pat"].eq(pick(o_pat, 4)), e2["wide"].eq((e1sel & o_wide).any()),
+                     e2["rep"].eq((e1sel & o_rep).any()), e2["n"].eq(pick(o_n, 3))]
+        pat, wide_r = e2["pat"], e2["wide"]
         cls = Signal(3)
         npat = Signal(3)
-        m.d.comb += npat.eq(pat_sel[0] + pat_sel[1] + pat_sel[2] + pat_sel[3])
+        m.d.comb += npat.eq(pat[0] + pat[1] + pat[2] + pat[3])
         with m.If(npat == 0):
             m.d.comb += cls.eq(ClickClass.NONE)
-        with m.Elif((npat == 1) & ~wide_sel):
+        with m.Elif((npat == 1) & ~wide_r):
             m.d.comb += cls.eq(ClickClass.SINGLE)
-        with m.Elif(wide_sel | (self.mode == MODE_TF)):
+        with m.Elif(wide_r | (self.mode == MODE_TF)):
             m.d.comb += cls.eq(ClickClass.MULTI)
-        with m.Elif((pat_sel == 0b1001) | (pat_sel == 0b0110)):
+        with m.Elif((pat == 0b1001) | (pat == 0b0110)):
             m.d.comb += cls.eq(ClickClass.PSI_MINUS)
-        with m.Elif(((self.mode == MODE_TIMEBIN) & ((pat_sel == 0b0101) | (pat_sel == 0b1010)))
-                    | (pol & ((pat_sel == 0b0011) | (pat_sel == 0b1100)))):
+        with m.Elif(((self.mode == MODE_TIMEBIN) & ((pat == 0b0101) | (pat == 0b1010)))
+                    | (pol & ((pat == 0b0011) | (pat == 0b1100)))):
             m.d.comb += cls.eq(ClickClass.PSI_PLUS)
         with m.Else():
             m.d.comb += cls.eq(ClickClass.MULTI)
-        m.d.comb += [rec.valid.eq(1), rec.slot.eq(Cat(*o_slot).word_select(sel, 32)),
-                     rec.lane.eq(sel), rec.pattern.eq(pat_sel), rec.cls.eq(cls),
-                     rec.double.eq(npat >= 2), rec.wide.eq(wide_sel),
-                     rec.repeat.eq(o_rep.bit_select(sel, 1)),
-                     rec.clicks.eq(Cat(*o_n).word_select(sel, 3)), rec.mode.eq(self.mode)]
-        # The emitted record is registered before the FIFO and the counters (timing); one
-        # FIFO place is kept free for it.
-        emit_q = Signal()
-        emit = stale.any() & ((rfifo.w_level + emit_q) < self.record_depth - 1)
+        rec = Signal(RecordWord)
+        m.d.comb += [rec.valid.eq(1), rec.slot.eq(e2["slot"]), rec.lane.eq(e2["lane"]),
+                     rec.pattern.eq(pat), rec.cls.eq(cls), rec.double.eq(npat >= 2),
+                     rec.wide.eq(wide_r), rec.repeat.eq(e2["rep"]), rec.clicks.eq(e2["n"]),
+                     rec.mode.eq(self.mode)]
+        e3v = Signal()
         cls_q, pat_q = Signal(3), Signal(4)
-        m.d.sync += [emit_q.eq(emit), rfifo.w_data.eq(rec), cls_q.eq(cls), pat_q.eq(pat_sel)]
-        m.d.comb += rfifo.w_en.eq(emit_q)
-        with m.If(emit):
-            m.d.sync += o_open.bit_select(sel, 1).eq(0)
-        with m.If(emit_q):
+        m.d.sync += [e3v.eq(e2v), rfifo.w_data.eq(rec), cls_q.eq(cls), pat_q.eq(pat)]
+        m.d.comb += rfifo.w_en.eq(e3v)
+        # Credits: FIFO places not yet promised to an emitted record; a read returns one a
+        # cycle later.
+        rd_q = Signal()
+        m.d.sync += rd_q.eq(rfifo.r_en & rfifo.r_rdy)
+        with m.If(emit & ~rd_q):
+            m.d.sync += credits.eq(credits - 1)
+        with m.Elif(rd_q & ~emit):
+            m.d.sync += credits.eq(credits + 1)
+        with m.If(e3v):
             for ci, cname in ((ClickClass.SINGLE, "single"), (ClickClass.PSI_MINUS, "psi_minus"),
                               (ClickClass.PSI_PLUS, "psi_plus"), (ClickClass.MULTI, "multi")):
                 cnt = getattr(self, f"class_{cname}")
@@ -426,36 +524,32 @@ class SlotClassifier(wiring.Component):
                 cnt = getattr(self, f"pattern_{p}")
                 with m.If(pat_q == p):
                     m.d.sync += cnt.eq(cnt + 1)
-        with m.If(flushing & ~stale.any()):
-            m.d.sync += flushing.eq(0)
 
-        # Consume the s3 click when nothing is stale (and not flushing).
-        take4 = v4 & ~stale.any() & ~flushing
-        m.d.comb += en.eq(~v4 | take4)
-        m.d.comb += [self.a.valid.eq(take4), self.a.payload.channel.eq(ch4),
-                     self.a.payload.coarse.eq(coarse4), self.a.payload.fine.eq(fine4),
-                     self.a.payload.phase.eq(phase4), self.a.payload.bin.eq(Mux(gated4, binv4, 3))]
-        with m.If(take4):
+        # Take the D click: join or open its lane's record; annotate it (registered).
+        dr = d_dr
+        wide_new = (dr > self.window) | (dr < -self.window)
+        for i in range(L):
+            with m.If(take & d_lane[i]):
+                with m.If(o_open[i]):
+                    m.d.sync += [o_pat[i].eq(o_pat[i] | d.bit),
+                                 o_n[i].eq(Mux(o_n[i] == 7, 7, o_n[i] + 1))]
+                    with m.If(wide_new):
+                        m.d.sync += o_wide[i].eq(1)
+                    with m.If((o_pat[i] & d.bit).any()):
+                        m.d.sync += o_rep[i].eq(1)
+                with m.Else():
+                    m.d.sync += [o_open[i].eq(1), o_slot[i].eq(d.slot), o_pat[i].eq(d.bit),
+                                 o_rel[i].eq(d.rel), o_wide[i].eq(0), o_rep[i].eq(0),
+                                 o_n[i].eq(1)]
+        av = Signal()
+        m.d.sync += [av.eq(take), self.a.payload.channel.eq(d.channel),
+                     self.a.payload.coarse.eq(d.coarse), self.a.payload.fine.eq(d.fine),
+                     self.a.payload.phase.eq(d.phase), self.a.payload.bin.eq(d.bin)]
+        m.d.comb += self.a.valid.eq(av)
+        with m.If(av):
             m.d.sync += self.clicks.eq(self.clicks + 1)
-            with m.If(~gated4):
+            with m.If(self.a.payload.bin == 3):
                 m.d.sync += self.out_of_gate.eq(self.out_of_gate + 1)
-            with m.Else():
-                for i in range(L):
-                    with m.If(lane4 == i):
-                        dr = Signal(range(-(1 << 24), 1 << 24), name=f"dr_l{i}")
-                        m.d.comb += dr.eq(rel4 - o_rel[i])
-                        adr = Mux(dr < 0, -dr, dr)
-                        with m.If(o_open[i]):
-                            m.d.sync += [o_pat[i].eq(o_pat[i] | bit4),
-                                         o_n[i].eq(Mux(o_n[i] == 7, 7, o_n[i] + 1))]
-                            with m.If(adr > self.window):
-                                m.d.sync += o_wide[i].eq(1)
-                            with m.If((o_pat[i] & bit4).any()):
-                                m.d.sync += o_rep[i].eq(1)
-                        with m.Else():
-                            m.d.sync += [o_open[i].eq(1), o_slot[i].eq(slot4), o_pat[i].eq(bit4),
-                                         o_rel[i].eq(rel4), o_wide[i].eq(0), o_rep[i].eq(0),
-                                         o_n[i].eq(1)]
         return m
 
 

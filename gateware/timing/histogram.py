@@ -90,10 +90,14 @@ class Histogrammer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         nb = ceil_log2(self.bins)
-        a, p = self.a, self.a.payload
+        # h0: register the click.
+        v0, ch0, co0, fi0, ph0 = Signal(), Signal(5), Signal(39), Signal(17), Signal(24)
+        p = self.a.payload
+        m.d.sync += [v0.eq(self.a.valid), ch0.eq(p.channel), co0.eq(p.coarse), fi0.eq(p.fine),
+                     ph0.eq(p.phase)]
         for c in range(self.channels):
             cnt = getattr(self, f"singles_{c}")
-            with m.If(a.valid & (p.channel == c)):
+            with m.If(v0 & (ch0 == c)):
                 m.d.sync += cnt.eq(cnt + 1)
 
         clearing = Signal()
@@ -104,54 +108,83 @@ class Histogrammer(wiring.Component):
             m.d.sync += clr.eq(clr + 1)
             with m.If(clr == self.bins - 1):
                 m.d.sync += clearing.eq(0)
-        with m.If(a.valid & (clearing | self.hist_clear)):
+        with m.If(v0 & (clearing | self.hist_clear)):
             m.d.sync += self.hist_skipped.eq(self.hist_skipped + 1)
         busy = clearing | self.hist_clear
-        take = a.valid & ~busy
+        take = v0 & ~busy
 
-        # Start-stop: stage A computes x = dt - offset.
+        # Start-stop: h1 dc = coarse - start coarse, fs - fine; h2 dc * UNITS, minus offset;
+        # h3 x = dt - offset; h4 x >> shift; h5 range check, bin address.
         have = Signal()
-        cs = Signal(39)
-        fs = Signal(17)
-        dc = Signal(39)
-        m.d.comb += dc.eq(p.coarse - cs)
-        xa = Signal(range(-(1 << 45), 1 << 45))
-        va = Signal()
-        m.d.sync += [va.eq(take & have & (p.channel == self.ss_stop) & (dc < (1 << MAX_DC_BITS))),
-                     xa.eq(dc[:MAX_DC_BITS] * UNITS_PER_CYCLE - p.fine + fs
-                           - self.ss_offset.as_signed())]
-        with m.If(take & (p.channel == self.ss_start)):
-            m.d.sync += [have.eq(1), cs.eq(p.coarse), fs.eq(p.fine)]
-        binx = Signal(range(-(1 << 45), 1 << 45))
-        m.d.comb += binx.eq(xa >> self.ss_shift)
-        in_ss = va & (binx >= 0) & (binx < self.bins)
+        cs, fs = Signal(39), Signal(17)
+        v1, dc1 = Signal(), Signal(39)
+        df1 = Signal(range(-(1 << 17), 1 << 17))
+        m.d.sync += [v1.eq(take & have & (ch0 == self.ss_stop)), dc1.eq(co0 - cs),
+                     df1.eq(fs - fi0)]
+        with m.If(take & (ch0 == self.ss_start)):
+            m.d.sync += [have.eq(1), cs.eq(co0), fs.eq(fi0)]
+        v2, x2 = Signal(), Signal(MAX_DC_BITS + 16)
+        y2 = Signal(range(-(1 << 34), 1 << 34))
+        m.d.sync += [v2.eq(v1 & (dc1[MAX_DC_BITS:] == 0)), x2.eq(dc1[:MAX_DC_BITS] * UNITS_PER_CYCLE),
+                     y2.eq(df1 - self.ss_offset.as_signed())]
+        v3 = Signal()
+        x3 = Signal(range(-(1 << 45), 1 << 45))
+        m.d.sync += [v3.eq(v2), x3.eq(x2 + y2)]
+        v4 = Signal()
+        b4 = Signal(range(-(1 << 45), 1 << 45))
+        m.d.sync += [v4.eq(v3), b4.eq(x3 >> self.ss_shift)]
+        v5, a5 = Signal(), Signal(nb)
+        m.d.sync += [v5.eq(v4 & (b4 >= 0) & (b4 < self.bins)), a5.eq(b4[:nb])]
 
-        ph_bin = Signal(24)
-        m.d.comb += ph_bin.eq(p.phase >> self.ph_shift)
-        in_ph = take & ((self.ph_channel == 32) | (self.ph_channel == p.channel)) & \
-            (ph_bin < self.bins)
+        # Slot phase: h1 phase >> shift, h2 range check.
+        pv1, pb1 = Signal(), Signal(24)
+        m.d.sync += [pv1.eq(take & ((self.ph_channel == 32) | (self.ph_channel == ch0))),
+                     pb1.eq(ph0 >> self.ph_shift)]
+        pv2, pa2 = Signal(), Signal(nb)
+        m.d.sync += [pv2.eq(pv1 & (pb1 < self.bins)), pa2.eq(pb1[:nb])]
 
-        for name, hit, addr in (("ss", in_ss, binx[:nb]), ("ph", in_ph, ph_bin[:nb])):
-            mem = Memory(shape=32, depth=self.bins, init=[])
-            m.submodules[f"{name}_mem"] = mem
-            wp = mem.write_port()
-            rp = mem.read_port(transparent_for=(wp,))
-            hp = mem.read_port()
-            vb = Signal(name=f"{name}_vb")
-            ab = Signal(nb, name=f"{name}_ab")
-            m.d.sync += [vb.eq(hit & ~busy), ab.eq(addr)]
-            m.d.comb += [rp.addr.eq(addr), hp.addr.eq(self.hist_addr)]
-            with m.If(clearing):
-                m.d.comb += [wp.addr.eq(clr), wp.data.eq(0), wp.en.eq(1)]
-            with m.Else():
-                m.d.comb += [wp.addr.eq(ab), wp.en.eq(vb),
-                             wp.data.eq(Mux(rp.data == 0xFFFF_FFFF, rp.data, rp.data + 1))]
-            if name == "ss":
-                ss_data = hp.data
-            else:
-                ph_data = hp.data
-        m.d.comb += self.hist_data.eq(Mux(self.hist_sel, ph_data, ss_data))
+        data_out = []
+        for name, hit, addr in (("ss", v5, a5), ("ph", pv2, pa2)):
+            data_out.append(self._rmw(m, name, hit & ~busy, addr, clearing, clr))
+        m.d.sync += self.hist_data.eq(Mux(self.hist_sel, data_out[1], data_out[0]))
         return m
+
+    def _rmw(self, m, name, hit, addr, clearing, clr):
+        """Pipelined increment of bin ``addr`` (R: read issued, M: data, W: write).
+
+        The read misses the two writes still in flight; the W stage takes the newest of them
+        instead when its address matches (forwarding), so back-to-back clicks in one bin count.
+        """
+        nb = ceil_log2(self.bins)
+        mem = Memory(shape=32, depth=self.bins, init=[])
+        m.submodules[f"{name}_mem"] = mem
+        wp = mem.write_port()
+        rp = mem.read_port()
+        hp = mem.read_port()
+        m.d.comb += [rp.addr.eq(addr), hp.addr.eq(self.hist_addr)]
+
+        def sig(n, w=1):
+            return Signal(w, name=f"{name}_{n}")
+
+        vm, am = sig("vm"), sig("am", nb)
+        m.d.sync += [vm.eq(hit), am.eq(addr)]
+        vw, aw, dw = sig("vw"), sig("aw", nb), sig("dw", 32)
+        l1v, l1a, l1d = sig("l1v"), sig("l1a", nb), sig("l1d", 32)
+        l2v, l2a, l2d = sig("l2v"), sig("l2a", nb), sig("l2d", 32)
+        f1, f2 = sig("f1"), sig("f2")
+        m.d.sync += [vw.eq(vm), aw.eq(am), dw.eq(rp.data),
+                     f1.eq(vw & ~clearing & (aw == am)), f2.eq(l1v & (l1a == am))]
+        base = Mux(f1, l1d, Mux(f2, l2d, dw))
+        new = sig("new", 32)
+        m.d.comb += new.eq(Mux(base == 0xFFFF_FFFF, base, base + 1))
+        wr = vw & ~clearing
+        m.d.sync += [l1v.eq(wr), l1a.eq(aw), l1d.eq(new), l2v.eq(l1v), l2a.eq(l1a),
+                     l2d.eq(l1d)]
+        with m.If(clearing):
+            m.d.comb += [wp.addr.eq(clr), wp.data.eq(0), wp.en.eq(1)]
+        with m.Else():
+            m.d.comb += [wp.addr.eq(aw), wp.data.eq(new), wp.en.eq(vw)]
+        return hp.data
 
 
 def histogram_model(annotated, cfg, channels, bins):

@@ -205,7 +205,7 @@ class Tagger(wiring.Component):
         st = Signal(Click)
         m.d.comb += [self.o.valid.eq(st_valid & (tagf.w_rdy | ~self.tag_enable))]
         fire = self.o.valid & self.o.ready
-        adv = ~st_valid | fire
+        adv = ~st_valid | fire            # the output stage, and with it the pipeline, moves
         take = a_valid & adv
         bit = Signal(n)
         m.d.comb += bit.eq(Const(1, n) << ch)
@@ -213,13 +213,25 @@ class Tagger(wiring.Component):
         m.d.comb += next_mask.eq(cur_mask & ~bit)
         with m.If(~take):
             m.d.comb += next_mask.eq(cur_mask)
-        m.d.comb += batch.r_en.eq((next_mask == 0) & batch.r_rdy)
+        # next_mask == 0, written so that the stall (take) enters late: at most one bit left.
+        last = (cur_mask & (cur_mask - 1)) == 0
+        m.d.comb += batch.r_en.eq(((cur_mask == 0) | (take & last)) & batch.r_rdy)
         with m.If(batch.r_en):
             m.d.sync += [cur.eq(batch.r_data), cur_mask.eq(entry(batch.r_data).mask)]
         with m.Else():
             m.d.sync += cur_mask.eq(next_mask)
 
-        # Calibration table lookup (1 cycle, advances with the output stage).
+        # Stage 1 (sel) registers the chosen channel and its code; stage 2 (st) the
+        # calibration table read addressed by stage 1. Both advance with the output.
+        sel_valid = Signal()
+        sel = Signal(Click)
+        sel_code, sel_raw = Signal(cb), Signal()
+        with m.If(adv):
+            m.d.sync += [sel_valid.eq(take), sel.channel.eq(ch),
+                         sel.flags.eq(Cat(Const(1, 1), self.raw, (cur.lost >> ch)[0])),
+                         sel.coarse.eq(cur.coarse), sel.slot_edge.eq(cur.slot),
+                         sel.phase_edge.eq(cur.phase), sel_raw.eq(self.raw),
+                         sel_code.eq(cur.codes[ch])]
         m.submodules.cal = cal = Memory(shape=FINE_BITS, depth=n << cb,
                                         init=list(cfg.cal_init) if cfg.cal_init is not None
                                         else [])
@@ -227,15 +239,12 @@ class Tagger(wiring.Component):
         wp = cal.write_port()
         m.d.comb += [wp.addr.eq(self.cal_addr), wp.data.eq(self.cal_data),
                      wp.en.eq(self.cal_data_stb),
-                     rp.addr.eq(Cat(cur.codes[ch], ch)), rp.en.eq(adv)]
+                     rp.addr.eq(Cat(sel_code, sel.channel)), rp.en.eq(adv)]
         raw_q = Signal()
         code_q = Signal(cb)
         with m.If(adv):
-            m.d.sync += [st_valid.eq(take), st.channel.eq(ch),
-                         st.flags.eq(Cat(Const(1, 1), self.raw, (cur.lost >> ch)[0])),
-                         st.coarse.eq(cur.coarse), st.slot_edge.eq(cur.slot),
-                         st.phase_edge.eq(cur.phase), raw_q.eq(self.raw),
-                         code_q.eq(cur.codes[ch])]
+            m.d.sync += [st_valid.eq(sel_valid), st.eq(sel), raw_q.eq(sel_raw),
+                         code_q.eq(sel_code)]
         payload = Signal(Click)
         m.d.comb += [payload.eq(st), payload.fine.eq(rp.data)]
         with m.If(raw_q):
@@ -336,6 +345,7 @@ def tagger_model(hit, code, slot_edge, phase_edge, o_ready, tags_rd, cfg, raw=0,
     lost = np.zeros(n, np.int64)
     cur_mask, cur = 0, None
     st_valid, st = False, None
+    sel_valid, sel = False, None
     tagged = 0
     out = {k: np.zeros(cycles, np.int64) for k in ("o_valid", "tag_level", "tagged")}
     out["o_payload"] = np.zeros(cycles, object)
@@ -368,12 +378,13 @@ def tagger_model(hit, code, slot_edge, phase_edge, o_ready, tags_rd, cfg, raw=0,
             else:
                 pending = pending | h
                 lost = (lost + h) & 0xFFFF_FFFF
-        # Output stage register.
+        # Stage 1 (sel) and stage 2 (st, the output) registers.
         if adv:
-            st_valid = take
+            st_valid, st = sel_valid, sel
+            sel_valid = take
             if take:
                 c = cur["codes"][ch]
-                st = dict(channel=ch, flags=1 | (raw << 1) | (((cur["lost"] >> ch) & 1) << 2),
+                sel = dict(channel=ch, flags=1 | (raw << 1) | (((cur["lost"] >> ch) & 1) << 2),
                           coarse=cur["coarse"], slot=cur["slot"], phase=cur["phase"],
                           fine=c if raw else int(table[(ch << cb) | c]))
         if fire and tag_enable:

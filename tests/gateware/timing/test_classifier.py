@@ -66,7 +66,11 @@ def rtl_classifier(clicks, cfg, channels, rd_p, seed, record_depth=8):
         ctx.set(dut.gate1_hi, cfg.gate1[1])
         for c in clicks:
             await stream_put(ctx, dut.i, Click.const(c))
-        await ctx.tick().repeat(20)
+        # flush closes the records open when it arrives: wait until every click is through
+        for _ in range(100 * len(clicks)):
+            if len(ann) >= len(clicks):
+                break
+            await ctx.tick()
         ctx.set(dut.flush, 1)
         await ctx.tick()
         ctx.set(dut.flush, 0)

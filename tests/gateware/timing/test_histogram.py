@@ -27,13 +27,13 @@ def rtl_hist(ann, gaps, cfg, channels, bins, clear_first=False):
             ctx.set(dut.a.valid, 0)
             if g:
                 await ctx.tick().repeat(g)
-        await ctx.tick().repeat(4)
+        await ctx.tick().repeat(12)      # latency: 8 cycles (start-stop)
         for sel, key in ((0, "ss"), (1, "ph")):
             ctx.set(dut.hist_sel, sel)
             vals = []
             for b in range(bins):
                 ctx.set(dut.hist_addr, b)
-                await ctx.tick()
+                await ctx.tick().repeat(2)   # read port, then the hist_data register
                 vals.append(ctx.get(dut.hist_data))
             out[key] = np.array(vals)
         out["singles"] = np.array([ctx.get(getattr(dut, f"singles_{c}"))
@@ -82,3 +82,17 @@ def test_hist_errors():
         HistConfig(ss_start=40)
     with pytest.raises(ValueError, match="ss_offset must fit in 32 bits"):
         HistConfig(ss_offset=1 << 40)
+
+
+def test_same_bin_at_every_spacing():
+    """Clicks into one bin 1, 2, 3 and 4 cycles apart (each read-modify-write hazard)."""
+    cfg = HistConfig(ss_start=0, ss_stop=0, ss_offset=0, ss_shift=16, ph_channel=32,
+                     ph_shift=6)
+    ann = [{"channel": 0, "coarse": 100 + k, "fine": 10, "phase": 70, "bin": 0}
+           for k in range(40)]
+    gaps = np.array([0, 1, 2, 3, 0, 0, 1, 0, 2, 0] * 4)
+    got = rtl_hist(ann, gaps, cfg, 4, 64)
+    want = histogram_model(ann, cfg, 4, 64)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+    assert want[1][1] == 40 and want[0].sum() > 30
