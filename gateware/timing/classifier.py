@@ -427,38 +427,54 @@ class SlotClassifier(wiring.Component):
             later = Mux(fw, later_d, later_o)
             ne = Mux(fw, ne_d, ne_o)
             m.d.comb += cand[i].eq(xv & x.gated & (later | (x_lane[i] & ne)))
-        # The record the X click joins starts at rel of D's click when D opens its lane.
-        d_opens = dv & (d_lane & ~o_open).any()
+        # The record the X click joins starts at rel of D's click when D opens its lane
+        # (its lane is closed, or open for an earlier slot and closed by D itself).
+        d_cand = Signal(L)                    # lanes whose open record the D click closes
+        d_opens = dv & (d_lane & (~o_open | d_cand)).any()
         same = dv & (d_lane == x_lane)
         rel_lane = Signal(24)
         m.d.comb += rel_lane.eq(Cat(*o_rel).word_select(x.lane, 24))
         with m.If(en):
-            m.d.sync += [dv.eq(xv), d.eq(x), d_lane.eq(x_lane),
+            m.d.sync += [dv.eq(xv), d.eq(x), d_lane.eq(x_lane), d_cand.eq(cand),
                          d_dr.eq(Mux(same & d_opens, x.rel - d.rel, x.rel - rel_lane))]
 
-        # D: decide. ``stale`` (a register) holds the open lanes that the D click (or a flush)
-        # closes; the lowest is emitted each cycle, then the click is taken.
-        flushing = Signal()
-        stale = Signal(L)
-        any_stale = stale.any()
+        # D: take the click unless records closed earlier are still being emitted (``busy``,
+        # a register). Taking it closes the open lanes it makes stale: their records are copied
+        # (b_*) into the emission set ``bm``, emitted lowest lane first, one per cycle. A flush
+        # closes every open lane the same way.
+        flush_req = Signal()
+        busy = Signal()
+        bm = Signal(L)
+        b_slot = [Signal(32, name=f"b_slot_l{i}") for i in range(L)]
+        b_pat = [Signal(4, name=f"b_pat_l{i}") for i in range(L)]
+        b_n = [Signal(3, name=f"b_n_l{i}") for i in range(L)]
+        b_wide, b_rep = Signal(L), Signal(L)
+        take = dv & ~busy & ~flush_req
+        fl = flush_req & ~busy
+        m.d.comb += en.eq(~dv | take)
+        closes = Signal(L)
+        m.d.comb += closes.eq(Mux(take, o_open & d_cand, 0) | Mux(fl, o_open, 0))
+        with m.If(self.flush):
+            m.d.sync += flush_req.eq(1)
+        with m.Elif(fl):
+            m.d.sync += flush_req.eq(0)
         credits = Signal(range(self.record_depth + 1), init=self.record_depth)
-        emit = any_stale & (credits != 0)
+        emit = busy & (credits != 0)
         first = Signal(L)
-        m.d.comb += first.eq(stale & ~(stale - 1))
-        take = dv & ~any_stale & ~flushing
-        m.d.comb += en.eq((~dv | take) & ~flushing)
-        opened = Mux(take, d_lane, 0)
-        with m.If(self.flush & ~flushing):
-            m.d.sync += [flushing.eq(1),
-                         stale.eq((o_open & ~Mux(emit, first, 0)) | opened)]
-        with m.Elif(en):
-            m.d.sync += stale.eq((o_open | opened) & cand)
+        m.d.comb += first.eq(bm & ~(bm - 1))
+        more = (bm & (bm - 1)).any()
+        with m.If(take):
+            m.d.sync += busy.eq((o_open & d_cand).any())
+        with m.Elif(fl):
+            m.d.sync += busy.eq(o_open.any())
         with m.Elif(emit):
-            m.d.sync += stale.eq(stale & ~first)
-        with m.If(flushing & ~any_stale):
-            m.d.sync += flushing.eq(0)
-        with m.If(emit):
-            m.d.sync += o_open.eq(o_open & ~first)
+            m.d.sync += busy.eq(more)
+        m.d.sync += bm.eq((bm & ~Mux(emit, first, 0)) | closes)
+        for i in range(L):
+            with m.If(closes[i]):
+                m.d.sync += [b_slot[i].eq(o_slot[i]), b_pat[i].eq(o_pat[i]), b_n[i].eq(o_n[i]),
+                             b_wide[i].eq(o_wide[i]), b_rep[i].eq(o_rep[i]),
+                             o_open[i].eq(0)]
 
         # Record pipeline: e1 (lane chosen), e2 (fields), e3 (class, into the FIFO).
         e1v, e1sel = Signal(), Signal(L)
@@ -477,9 +493,9 @@ class SlotClassifier(wiring.Component):
         lane_idx = Const(0, 5)
         for i in range(L):
             lane_idx = lane_idx | Mux(e1sel[i], i, 0)
-        m.d.sync += [e2["slot"].eq(pick(o_slot, 32)), e2["lane"].eq(lane_idx),
-                     e2["pat"].eq(pick(o_pat, 4)), e2["wide"].eq((e1sel & o_wide).any()),
-                     e2["rep"].eq((e1sel & o_rep).any()), e2["n"].eq(pick(o_n, 3))]
+        m.d.sync += [e2["slot"].eq(pick(b_slot, 32)), e2["lane"].eq(lane_idx),
+                     e2["pat"].eq(pick(b_pat, 4)), e2["wide"].eq((e1sel & b_wide).any()),
+                     e2["rep"].eq((e1sel & b_rep).any()), e2["n"].eq(pick(b_n, 3))]
         pat, wide_r = e2["pat"], e2["wide"]
         cls = Signal(3)
         npat = Signal(3)
@@ -530,7 +546,7 @@ class SlotClassifier(wiring.Component):
         wide_new = (dr > self.window) | (dr < -self.window)
         for i in range(L):
             with m.If(take & d_lane[i]):
-                with m.If(o_open[i]):
+                with m.If(o_open[i] & ~d_cand[i]):
                     m.d.sync += [o_pat[i].eq(o_pat[i] | d.bit),
                                  o_n[i].eq(Mux(o_n[i] == 7, 7, o_n[i] + 1))]
                     with m.If(wide_new):

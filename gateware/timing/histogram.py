@@ -125,7 +125,8 @@ class Histogrammer(wiring.Component):
             m.d.sync += [have.eq(1), cs.eq(co0), fs.eq(fi0)]
         v2, x2 = Signal(), Signal(MAX_DC_BITS + 16)
         y2 = Signal(range(-(1 << 34), 1 << 34))
-        m.d.sync += [v2.eq(v1 & (dc1[MAX_DC_BITS:] == 0)), x2.eq(dc1[:MAX_DC_BITS] * UNITS_PER_CYCLE),
+        m.d.sync += [v2.eq(v1 & (dc1[MAX_DC_BITS:] == 0)),
+                     x2.eq(dc1[:MAX_DC_BITS] * UNITS_PER_CYCLE),
                      y2.eq(df1 - self.ss_offset.as_signed())]
         v3 = Signal()
         x3 = Signal(range(-(1 << 45), 1 << 45))
