@@ -25,29 +25,40 @@ One bridge, one register bank; the two links take turns **by whole request frame
 
 Members: ``a``/``b`` (``In(stream.Signature(8))``) request bytes from client A (UART) and B (UDP);
 ``a_rsp``/``b_rsp`` (``Out``) their response bytes; ``o`` (``Out``) bytes into the bridge;
-``o_rsp`` (``In``) bytes from the bridge; ``timeouts`` (``Out(32)``, wrapping) turns ended by
-the idle timeout.
+``o_rsp`` (``In``) bytes from the bridge; counters (``Out(32)``, wrapping): ``timeouts`` (turns
+ended by the idle timeout), ``skipped`` (a turn's first byte was not the start byte 0xC5: the
+byte is dropped), ``answered`` (retried writes the mux answered itself, see below).
 
 * Idle: the first client with a byte waiting gets the bridge; when both are waiting the one not
   served last wins (round robin, so neither can starve the other).
-* A turn forwards one request frame, parsed from its header (``0xC5 seq cmd addr16 count``:
-  ``8 + 4*count`` bytes for a WRITE, 8 otherwise), then routes the bridge's response (its length
-  from its own header, ``6 + 4*count``) back to that client. A first byte that is not the start
-  byte is passed alone (the bridge skips and counts it) and ends the turn.
+* A turn first takes the frame's first three bytes (``0xC5 seq cmd``) from the client into the
+  mux, then decides (below), sends them to the bridge and forwards the rest of the request frame
+  (its length from the header ``0xC5 seq cmd addr16 count``: ``8 + 4*count`` bytes for a WRITE,
+  8 otherwise), then routes the bridge's response (``6 + 4*count`` bytes, from its own header)
+  back to that client.
 * A turn also ends after ``timeout_cycles`` cycles without a byte moving (a truncated request or
   a request the bridge drops without answer, e.g. a bad CRC). ``timeout_cycles`` must exceed the
   bridge's own idle timeout so that the bridge has dropped a truncated frame before the other
   client's bytes arrive (the board uses twice it).
-* When the turn goes to a different client than the previous frame, the mux first sends the
-  bridge a READ of address 0 (``magic``) and discards its response. The bridge treats a WRITE
-  whose ``seq`` equals that of the write just before it, with no valid frame in between, as a
-  retry and does not apply it; without that read, client B's write could be mistaken for a retry
-  of client A's write with the same ``seq``. (A client's retry is still recognised as long as
-  no frame of the other client came in between; if one did, the retried write is applied again,
-  which is harmless for the idempotent writes the host does.)
+* The bridge takes a WRITE whose ``seq`` equals that of the write just before it, with no valid
+  frame in between, for a retry (answered with the duplicate flag, not applied). Two clients
+  break both halves of that rule, so the mux tracks them per client:
 
-Latency: one cycle per byte through the mux (combinational), plus 8 request + 10 response bytes
-of the injected read when the client changes. Model: :class:`LinkMuxModel` (cycle by cycle).
+  - when the turn goes to a different client than the previous frame's, the mux first sends the
+    bridge a READ of address 0 (``magic``) and discards its response, so that client B's write
+    is never taken for a retry of client A's write with the same ``seq``;
+  - the mux remembers, per client, the ``seq`` of its last frame if that frame was a WRITE the
+    bridge applied (status OK, duplicate or not). When that client's next frame is a WRITE with
+    the same ``seq`` and another client's frame went to the bridge in between, it is a retry
+    the bridge can no longer recognise: the mux takes the frame from the client without passing
+    it on and answers it itself with the bridge's duplicate response (``0x5C seq 0x80 0x00``
+    and its CRC-16; :func:`duplicate_response`). A retry of a write that failed (bad address,
+    count or command) is forwarded and fails again. The retried frame's CRC is not checked
+    (only its ``seq`` and ``cmd`` are read); a corrupted retry is answered as the write was.
+
+Latency: one cycle per byte through the mux (combinational) plus three cycles for the first
+three bytes of each request; 8 request + 10 response bytes of the injected read when the client
+changes. Model: :class:`LinkMuxModel` (cycle by cycle).
 
 Why not a second bridge: the bank and the bridge are built inside ``Node.elaborate``; a second
 bridge on the same bank needs a bus arbiter there (a change to ``gateware/node.py``).
@@ -58,15 +69,25 @@ Host
 its map with ``ethernet=True``, so ``Device`` accepts such a node over any link.
 """
 import functools
+import operator
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from combkey.gateware.bridge import CMD_READ, CMD_WRITE, SOF_REQUEST, encode_request
+from combkey.gateware.bridge import (
+    CMD_READ,
+    CMD_WRITE,
+    FLAG_DUPLICATE,
+    SOF_REQUEST,
+    SOF_RESPONSE,
+    STATUS_OK,
+    crc16,
+    encode_request,
+)
 
 __all__ = ["ETH_CLK_HZ", "ETH_DOMAIN", "CORE_PARAMS", "LinkMux", "LinkMuxModel",
-           "SWITCH_REQUEST", "EthernetFront", "ethernet_factories"]
+           "SWITCH_REQUEST", "duplicate_response", "EthernetFront", "ethernet_factories"]
 
 #: Frequency of the ``eth`` domain (1000BASE-T GMII byte clock), a PLL output of its own.
 ETH_CLK_HZ = 125_000_000
@@ -83,6 +104,24 @@ def _req_need(cmd, count):
     return 8 + (4 * count if cmd == CMD_WRITE else 0)
 
 
+def duplicate_response(seq):
+    """The bridge's response to a retried WRITE with sequence number ``seq`` (6 bytes)."""
+    body = bytes([seq, STATUS_OK | FLAG_DUPLICATE, 0])
+    return bytes([SOF_RESPONSE]) + body + crc16(body).to_bytes(2, "little")
+
+
+def _dup_crc_terms():
+    """``(k0, [k_b])`` with ``crc(seq) = k0 ^ XOR of k_b over the set bits b of seq``.
+
+    CRC-16 with a fixed initial value is affine in the message: for messages of equal length
+    ``crc(x ^ y) = crc(x) ^ crc(y) ^ crc(0)``; only ``seq`` varies in :func:`duplicate_response`.
+    """
+    def crc_of(seq):
+        return int.from_bytes(duplicate_response(seq)[4:], "little")
+    k0 = crc_of(0)
+    return k0, [crc_of(1 << b) ^ k0 for b in range(8)]
+
+
 class LinkMux(wiring.Component):
     """Two byte-stream clients sharing one register bridge (see the module docstring)."""
 
@@ -95,23 +134,33 @@ class LinkMux(wiring.Component):
             "a": In(stream.Signature(8)), "a_rsp": Out(stream.Signature(8)),
             "b": In(stream.Signature(8)), "b_rsp": Out(stream.Signature(8)),
             "o": Out(stream.Signature(8)), "o_rsp": In(stream.Signature(8)),
-            "timeouts": Out(32),
+            "timeouts": Out(32), "skipped": Out(32), "answered": Out(32),
         })
 
     def elaborate(self, platform):
         m = Module()
         owner = Signal()            # client of the current turn (0 = a, 1 = b)
-        last = Signal()             # client of the previous forwarded frame
+        last = Signal()             # client of the previous frame forwarded to the bridge
         prio = Signal()             # client preferred when both wait
         n = Signal(11)              # bytes moved in this phase
         need = Signal(11)
-        cmd = Signal(8)
+        head = [Signal(8, name=f"head{i}") for i in range(3)]   # start byte, seq, cmd
+        status = Signal(8)
+        wseq = [Signal(8, name=f"wseq_{c}") for c in "ab"]      # per client: last write's seq
+        wok = [Signal(name=f"wok_{c}") for c in "ab"]           # ... and it was applied
         timer = Signal(range(self.timeout_cycles + 1))
         sw = list(SWITCH_REQUEST)
+        k0, kb = _dup_crc_terms()
+        seq, cmd = head[1], head[2]
+        dup_crc = Signal(16)
+        m.d.comb += dup_crc.eq(functools.reduce(
+            operator.xor, (Mux(seq[b], kb[b], 0) for b in range(8)), Const(k0, 16)))
 
         src_valid = Mux(owner, self.b.valid, self.a.valid)
         src_data = Mux(owner, self.b.payload, self.a.payload)
         moved = Signal()
+        m.d.comb += [self.a_rsp.payload.eq(self.o_rsp.payload),
+                     self.b_rsp.payload.eq(self.o_rsp.payload)]
 
         def tick(m, moving):
             with m.If(moving):
@@ -123,15 +172,39 @@ class LinkMux(wiring.Component):
             with m.Else():
                 m.d.sync += timer.eq(timer + 1)
 
+        def take_client(m):
+            m.d.comb += [self.a.ready.eq(~owner), self.b.ready.eq(owner), moved.eq(src_valid)]
+
         with m.FSM():
             with m.State("IDLE"):
                 pick = Mux(self.a.valid & self.b.valid, prio, self.b.valid)
                 with m.If(self.a.valid | self.b.valid):
                     m.d.sync += [owner.eq(pick), n.eq(0), timer.eq(0)]
-                    with m.If(pick != last):
-                        m.next = "SWITCH"
-                    with m.Else():
-                        m.next = "REQ"
+                    m.next = "HEAD"
+            with m.State("HEAD"):
+                take_client(m)
+                with m.If(moved):
+                    m.d.sync += n.eq(n + 1)
+                    with m.Switch(n):
+                        for i in range(3):
+                            with m.Case(i):
+                                m.d.sync += head[i].eq(src_data)
+                    with m.If((n == 0) & (src_data != SOF_REQUEST)):
+                        m.d.sync += [n.eq(0), prio.eq(~owner),
+                                     self.skipped.eq(self.skipped + 1)]
+                        m.next = "IDLE"
+                    with m.If(n == 2):
+                        retry = (src_data == CMD_WRITE) & (owner != last) & \
+                            Mux(owner, wok[1], wok[0]) & (Mux(owner, wseq[1], wseq[0]) == seq)
+                        with m.If(retry):
+                            m.next = "DROP"
+                        with m.Elif(owner != last):
+                            m.d.sync += n.eq(0)
+                            m.next = "SWITCH"
+                        with m.Else():
+                            m.d.sync += n.eq(0)
+                            m.next = "REPLAY"
+                tick(m, moved)
             with m.State("SWITCH"):
                 m.d.comb += self.o.valid.eq(1)
                 with m.Switch(n):
@@ -153,20 +226,23 @@ class LinkMux(wiring.Component):
                     with m.If((n >= 3) & (n + 1 == Mux(n == 3, 6 + 4 * self.o_rsp.payload,
                                                        need))):
                         m.d.sync += [n.eq(0), last.eq(owner), timer.eq(0)]
-                        m.next = "REQ"
+                        m.next = "REPLAY"
                 tick(m, self.o_rsp.valid)
+            with m.State("REPLAY"):
+                m.d.comb += [self.o.valid.eq(1),
+                             self.o.payload.eq(Mux(n == 0, head[0], Mux(n == 1, seq, cmd)))]
+                with m.If(self.o.ready):
+                    m.d.sync += [n.eq(n + 1), last.eq(owner)]
+                    with m.If(n == 2):
+                        m.next = "REQ"
+                tick(m, self.o.ready)
             with m.State("REQ"):
                 m.d.comb += [self.o.valid.eq(src_valid), self.o.payload.eq(src_data),
                              self.a.ready.eq(~owner & self.o.ready),
                              self.b.ready.eq(owner & self.o.ready),
                              moved.eq(src_valid & self.o.ready)]
                 with m.If(moved):
-                    m.d.sync += [n.eq(n + 1), last.eq(owner)]
-                    with m.If(n == 2):
-                        m.d.sync += cmd.eq(src_data)
-                    with m.If((n == 0) & (src_data != SOF_REQUEST)):
-                        m.d.sync += [n.eq(0), prio.eq(~owner)]
-                        m.next = "IDLE"
+                    m.d.sync += n.eq(n + 1)
                     with m.If(n == 5):
                         m.d.sync += need.eq(Mux(cmd == CMD_WRITE, 8 + 4 * src_data, 8))
                     with m.If((n >= 7) & (n + 1 == need)):
@@ -175,23 +251,54 @@ class LinkMux(wiring.Component):
                 tick(m, moved)
             with m.State("RSP"):
                 rsp = Signal()
-                m.d.comb += [self.a_rsp.payload.eq(self.o_rsp.payload),
-                             self.b_rsp.payload.eq(self.o_rsp.payload),
-                             self.a_rsp.valid.eq(self.o_rsp.valid & ~owner),
+                m.d.comb += [self.a_rsp.valid.eq(self.o_rsp.valid & ~owner),
                              self.b_rsp.valid.eq(self.o_rsp.valid & owner),
                              self.o_rsp.ready.eq(Mux(owner, self.b_rsp.ready,
                                                      self.a_rsp.ready)),
                              rsp.eq(self.o_rsp.valid & self.o_rsp.ready)]
                 with m.If(rsp):
                     m.d.sync += n.eq(n + 1)
+                    with m.If(n == 2):
+                        m.d.sync += status.eq(self.o_rsp.payload)
                     with m.If(n == 3):
                         m.d.sync += need.eq(6 + 4 * self.o_rsp.payload)
                     with m.If((n >= 3) & (n + 1 == Mux(n == 3, 6 + 4 * self.o_rsp.payload,
                                                        need))):
                         m.d.sync += [n.eq(0), prio.eq(~owner)]
+                        applied = (cmd == CMD_WRITE) & (status[:7] == STATUS_OK)
+                        for c in range(2):
+                            with m.If(owner == c):
+                                m.d.sync += [wok[c].eq(applied), wseq[c].eq(seq)]
                         m.next = "IDLE"
                 # A response byte offered but not taken (the client is slow) is not idleness.
                 tick(m, self.o_rsp.valid)
+            with m.State("DROP"):
+                take_client(m)
+                with m.If(moved):
+                    m.d.sync += n.eq(n + 1)
+                    with m.If(n == 5):
+                        m.d.sync += need.eq(8 + 4 * src_data)
+                    with m.If((n >= 7) & (n + 1 == need)):
+                        m.d.sync += n.eq(0)
+                        m.next = "ANSWER"
+                tick(m, moved)
+            with m.State("ANSWER"):
+                byte = Signal(8)
+                with m.Switch(n):
+                    for i, value in enumerate([SOF_RESPONSE, None, STATUS_OK | FLAG_DUPLICATE,
+                                               0, None, None]):
+                        with m.Case(i):
+                            v = {1: seq, 4: dup_crc[:8], 5: dup_crc[8:]}.get(i, value)
+                            m.d.comb += byte.eq(v)
+                ready = Mux(owner, self.b_rsp.ready, self.a_rsp.ready)
+                m.d.comb += [self.a_rsp.valid.eq(~owner), self.b_rsp.valid.eq(owner),
+                             self.a_rsp.payload.eq(byte), self.b_rsp.payload.eq(byte)]
+                with m.If(ready):
+                    m.d.sync += n.eq(n + 1)
+                    with m.If(n == 5):
+                        m.d.sync += [n.eq(0), prio.eq(~owner),
+                                     self.answered.eq(self.answered + 1)]
+                        m.next = "IDLE"
         return m
 
 
@@ -201,16 +308,20 @@ class LinkMuxModel:
     :meth:`step` takes the inputs seen in one cycle (``a_valid``, ``a_data``, ``b_valid``,
     ``b_data``, ``o_ready``, ``o_rsp_valid``, ``o_rsp_data``, ``a_rsp_ready``, ``b_rsp_ready``)
     and returns the outputs of that cycle (``o_valid``, ``o_data``, ``a_ready``, ``b_ready``,
-    ``a_rsp_valid``, ``b_rsp_valid``, ``o_rsp_ready``, ``timeouts``) before advancing the state.
-    ``o_data`` is only meaningful when ``o_valid``.
+    ``a_rsp_valid``, ``b_rsp_valid``, ``rsp_data``, ``o_rsp_ready``, ``timeouts``, ``skipped``,
+    ``answered``) before advancing the state. ``o_data`` is only meaningful when ``o_valid``,
+    ``rsp_data`` (the payload of both response streams) when one of them is valid.
     """
 
     def __init__(self, *, timeout_cycles):
         self.timeout_cycles = timeout_cycles
         self.state = "IDLE"
         self.owner = self.last = self.prio = 0
-        self.n = self.need = self.cmd = self.timer = 0
-        self.timeouts = 0
+        self.n = self.need = self.timer = self.status = 0
+        self.head = [0, 0, 0]
+        self.wseq = [0, 0]
+        self.wok = [0, 0]
+        self.timeouts = self.skipped = self.answered = 0
 
     def _tick(self, moving):
         if moving:
@@ -226,14 +337,46 @@ class LinkMuxModel:
 
     def step(self, i):
         out = dict(o_valid=0, o_data=0, a_ready=0, b_ready=0, a_rsp_valid=0, b_rsp_valid=0,
-                   o_rsp_ready=0, timeouts=self.timeouts)
+                   rsp_data=i["o_rsp_data"], o_rsp_ready=0, timeouts=self.timeouts,
+                   skipped=self.skipped, answered=self.answered)
         st = self.state
         nxt = st
+        own = self.owner
+        valid = i["b_valid"] if own else i["a_valid"]
+        data = i["b_data"] if own else i["a_data"]
+        seq, cmd = self.head[1], self.head[2]
         if st == "IDLE":
             if i["a_valid"] or i["b_valid"]:
                 pick = self.prio if (i["a_valid"] and i["b_valid"]) else int(bool(i["b_valid"]))
                 self.owner, self.n, self.timer = pick, 0, 0
-                nxt = "SWITCH" if pick != self.last else "REQ"
+                nxt = "HEAD"
+        elif st in ("HEAD", "DROP"):
+            out["a_ready"], out["b_ready"] = int(not own), int(own)
+            if valid:
+                n = self.n
+                self.n += 1
+                if st == "HEAD":
+                    if n < 3:
+                        self.head[n] = data
+                    if n == 0 and data != SOF_REQUEST:
+                        self.n, self.prio = 0, 1 - own
+                        self.skipped = (self.skipped + 1) & 0xFFFF_FFFF
+                        nxt = "IDLE"
+                    if n == 2:
+                        retry = (data == CMD_WRITE and own != self.last and self.wok[own]
+                                 and self.wseq[own] == self.head[1])
+                        if retry:
+                            nxt = "DROP"
+                        else:
+                            self.n = 0
+                            nxt = "SWITCH" if own != self.last else "REPLAY"
+                else:
+                    if n == 5:
+                        self.need = 8 + 4 * data
+                    if n >= 7 and n + 1 == self.need:
+                        self.n = 0
+                        nxt = "ANSWER"
+            nxt = self._tick(valid) or nxt
         elif st == "SWITCH":
             out["o_valid"], out["o_data"] = 1, SWITCH_REQUEST[self.n]
             if i["o_ready"]:
@@ -250,44 +393,58 @@ class LinkMuxModel:
                 need = 6 + 4 * i["o_rsp_data"] if n == 3 else self.need
                 self.need = need
                 if n >= 3 and n + 1 == need:
-                    self.n, self.last, self.timer = 0, self.owner, 0
-                    nxt = "REQ"
+                    self.n, self.last, self.timer = 0, own, 0
+                    nxt = "REPLAY"
             nxt = self._tick(i["o_rsp_valid"]) or nxt
+        elif st == "REPLAY":
+            out["o_valid"], out["o_data"] = 1, self.head[min(self.n, 2)]
+            if i["o_ready"]:
+                n = self.n
+                self.n += 1
+                self.last = own
+                if n == 2:
+                    nxt = "REQ"
+            nxt = self._tick(i["o_ready"]) or nxt
         elif st == "REQ":
-            valid = i["b_valid"] if self.owner else i["a_valid"]
-            data = i["b_data"] if self.owner else i["a_data"]
             out["o_valid"], out["o_data"] = valid, data
-            out["a_ready"] = int(not self.owner and i["o_ready"])
-            out["b_ready"] = int(self.owner and i["o_ready"])
+            out["a_ready"] = int(not own and i["o_ready"])
+            out["b_ready"] = int(own and i["o_ready"])
             moved = valid and i["o_ready"]
             if moved:
                 n = self.n
                 self.n += 1
-                self.last = self.owner
-                if n == 2:
-                    self.cmd = data
-                if n == 0 and data != SOF_REQUEST:
-                    self.n, self.prio = 0, 1 - self.owner
-                    nxt = "IDLE"
                 if n == 5:
-                    self.need = _req_need(self.cmd, data)
+                    self.need = _req_need(cmd, data)
                 if n >= 7 and n + 1 == self.need:
                     self.n, self.need = 0, 6
                     nxt = "RSP"
             nxt = self._tick(moved) or nxt
         elif st == "RSP":
-            out["a_rsp_valid"] = int(i["o_rsp_valid"] and not self.owner)
-            out["b_rsp_valid"] = int(i["o_rsp_valid"] and self.owner)
-            out["o_rsp_ready"] = i["b_rsp_ready"] if self.owner else i["a_rsp_ready"]
+            out["a_rsp_valid"] = int(i["o_rsp_valid"] and not own)
+            out["b_rsp_valid"] = int(i["o_rsp_valid"] and own)
+            out["o_rsp_ready"] = i["b_rsp_ready"] if own else i["a_rsp_ready"]
             if i["o_rsp_valid"] and out["o_rsp_ready"]:
                 n = self.n
                 self.n += 1
+                if n == 2:
+                    self.status = i["o_rsp_data"]
                 need = 6 + 4 * i["o_rsp_data"] if n == 3 else self.need
                 self.need = need
                 if n >= 3 and n + 1 == need:
-                    self.n, self.prio = 0, 1 - self.owner
+                    self.n, self.prio = 0, 1 - own
+                    self.wok[own] = int(cmd == CMD_WRITE and self.status & 0x7F == STATUS_OK)
+                    self.wseq[own] = seq
                     nxt = "IDLE"
             nxt = self._tick(i["o_rsp_valid"]) or nxt
+        elif st == "ANSWER":
+            out["a_rsp_valid"], out["b_rsp_valid"] = int(not own), int(own)
+            out["rsp_data"] = duplicate_response(seq)[self.n]
+            if i["b_rsp_ready"] if own else i["a_rsp_ready"]:
+                self.n += 1
+                if self.n == 6:
+                    self.n, self.prio = 0, 1 - own
+                    self.answered = (self.answered + 1) & 0xFFFF_FFFF
+                    nxt = "IDLE"
         self.state = nxt
         return out
 

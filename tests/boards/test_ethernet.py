@@ -69,7 +69,9 @@ def test_ethernet_map_extends_plain_map():
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_ethernet_board_needs_a_system_clock_beside_125_mhz():
     board = get_board("ecpix5-85")
-    factory, link = node_factories("transmitter", board.node_params["transmitter"])
+    # Without the modulator output, whose fast clock would be a third PLL output.
+    factory, link = node_factories("transmitter", {**board.node_params["transmitter"],
+                                                   "modulator": 0})
     top = NodeOnBoard(board, factory, link, sys_clk_hz=100e6)     # VCO 500: /5 and /4
     assert top.clk_hz == 100_000_000 and top.pll.f_secondary == (ETH_CLK_HZ,)
     assert top.domain_names == ("sync", "eth")
@@ -88,7 +90,35 @@ def test_link_mux_timeout_checked():
 IN_NAMES = ("a_valid", "a_data", "b_valid", "b_data", "o_ready", "o_rsp_valid", "o_rsp_data",
             "a_rsp_ready", "b_rsp_ready")
 OUT_NAMES = ("o_valid", "o_data", "a_ready", "b_ready", "a_rsp_valid", "b_rsp_valid",
-             "o_rsp_ready", "timeouts")
+             "rsp_data", "o_rsp_ready", "timeouts", "skipped", "answered")
+
+
+def _mux_ports(dut):
+    sigs_in = {"a_valid": dut.a.valid, "a_data": dut.a.payload, "b_valid": dut.b.valid,
+               "b_data": dut.b.payload, "o_ready": dut.o.ready, "o_rsp_valid": dut.o_rsp.valid,
+               "o_rsp_data": dut.o_rsp.payload, "a_rsp_ready": dut.a_rsp.ready,
+               "b_rsp_ready": dut.b_rsp.ready}
+    sigs_out = {"o_valid": dut.o.valid, "o_data": dut.o.payload, "a_ready": dut.a.ready,
+                "b_ready": dut.b.ready, "a_rsp_valid": dut.a_rsp.valid,
+                "b_rsp_valid": dut.b_rsp.valid, "rsp_data": dut.a_rsp.payload,
+                "o_rsp_ready": dut.o_rsp.ready, "timeouts": dut.timeouts,
+                "skipped": dut.skipped, "answered": dut.answered}
+    return sigs_in, sigs_out
+
+
+def _compare_with_model(inputs, got, timeout):
+    """Run LinkMuxModel on the recorded inputs; compare every output of every cycle."""
+    model = LinkMuxModel(timeout_cycles=timeout)
+    want = [model.step(i) for i in inputs]
+    for name in OUT_NAMES:
+        g = np.array([c[name] for c in got])
+        w = np.array([c[name] for c in want])
+        if name in ("o_data", "rsp_data"):
+            key = ("o_valid",) if name == "o_data" else ("a_rsp_valid", "b_rsp_valid")
+            mask = np.array([any(c[k] for k in key) for c in want], bool)
+            g, w = g[mask], w[mask]
+        np.testing.assert_array_equal(g, w, err_msg=name)
+    return want
 
 
 def _random_inputs(rng, n):
@@ -115,16 +145,7 @@ def test_link_mux_matches_model(seed):
     timeout = 12
     inputs = _random_inputs(rng, 3000)
     dut = LinkMux(timeout_cycles=timeout)
-    model = LinkMuxModel(timeout_cycles=timeout)
-    want = [model.step(i) for i in inputs]
-    sigs_in = {"a_valid": dut.a.valid, "a_data": dut.a.payload, "b_valid": dut.b.valid,
-               "b_data": dut.b.payload, "o_ready": dut.o.ready, "o_rsp_valid": dut.o_rsp.valid,
-               "o_rsp_data": dut.o_rsp.payload, "a_rsp_ready": dut.a_rsp.ready,
-               "b_rsp_ready": dut.b_rsp.ready}
-    sigs_out = {"o_valid": dut.o.valid, "o_data": dut.o.payload, "a_ready": dut.a.ready,
-                "b_ready": dut.b.ready, "a_rsp_valid": dut.a_rsp.valid,
-                "b_rsp_valid": dut.b_rsp.valid, "o_rsp_ready": dut.o_rsp.ready,
-                "timeouts": dut.timeouts}
+    sigs_in, sigs_out = _mux_ports(dut)
     got = []
 
     async def tb(ctx):
@@ -137,15 +158,9 @@ def test_link_mux_matches_model(seed):
     sim = make_simulator(dut)
     sim.add_testbench(tb)
     sim.run()
-    for name in OUT_NAMES:
-        g = np.array([c[name] for c in got])
-        w = np.array([c[name] for c in want])
-        if name == "o_data":
-            mask = np.array([c["o_valid"] for c in want], bool)
-            g, w = g[mask], w[mask]
-        np.testing.assert_array_equal(g, w, err_msg=name)
+    want = _compare_with_model(inputs, got, timeout)
     # The stimulus exercised every phase, including timeouts and client switches.
-    assert want[-1]["timeouts"] > 0
+    assert want[-1]["timeouts"] > 0 and want[-1]["skipped"] > 0
     assert sum(c["a_rsp_valid"] for c in want) > 0 and sum(c["b_rsp_valid"] for c in want) > 0
 
 
@@ -173,22 +188,24 @@ class _MuxBridge(wiring.Component):
         return m
 
 
-def test_client_switch_is_not_a_retry():
-    """UART (a) writes x with seq 7, then UDP (b) writes y with seq 7: b's write is applied (the
-    mux's switch read sits between them; without it the bridge would take b's write for a retry
-    of a's). b then repeats its frame with seq 7 and a new value: that is a retry, reported as a
-    duplicate and not applied. Each response reaches its own client only."""
+def _run_script(script, timeout=64):
+    """Send ``[(client, frame)]`` one after the other through LinkMux + bridge + a 3-register
+    bank; return the responses, the clients that saw a stray response byte, the final
+    register values, the mux and the model's last outputs (the mux is compared with
+    LinkMuxModel on every cycle)."""
     regmap = RegisterMap([("", [Reg("magic", 32, Access.R, reset=0x434B4559),
                                 Reg("x", 32, Access.RW), Reg("y", 32, Access.RW)])])
-    dut = _MuxBridge(regmap, timeout=64)
-    x, y = regmap.address("x"), regmap.address("y")
-    script = [("a", encode_request(7, CMD_WRITE, x, 1, [0x1111])),
-              ("b", encode_request(7, CMD_WRITE, y, 1, [0x2222])),
-              ("b", encode_request(7, CMD_WRITE, y, 1, [0x3333])),
-              ("a", encode_request(8, CMD_READ, y, 1))]
-    responses = []
-    stray = []
-    values = {}
+    dut = _MuxBridge(regmap, timeout=timeout)
+    sigs_in, sigs_out = _mux_ports(dut.mux)
+    responses, stray, values, inputs, got = [], [], {}, [], []
+
+    async def recorder(ctx):
+        names = list(sigs_in) + list(sigs_out)
+        while True:
+            _, _, *vals = await ctx.tick().sample(*sigs_in.values(), *sigs_out.values())
+            rec = dict(zip(names, vals, strict=True))
+            inputs.append({k: rec[k] for k in sigs_in})
+            got.append({k: rec[k] for k in sigs_out})
 
     async def tb(ctx):
         ctx.set(dut.a_rsp.ready, 1)
@@ -215,11 +232,57 @@ def test_client_switch_is_not_a_retry():
         values.update(x=ctx.get(dut.bank.reg("x").data), y=ctx.get(dut.bank.reg("y").data))
 
     sim = make_simulator(dut)
+    sim.add_testbench(recorder, background=True)
     sim.add_testbench(tb)
     sim.run()
+    want = _compare_with_model(inputs, got, 2 * timeout)
+    return responses, stray, values, regmap, want[-1]
+
+
+def test_client_switch_is_not_a_retry():
+    """UART (a) writes x with seq 7, then UDP (b) writes y with seq 7: b's write is applied (the
+    mux's switch read sits between them; without it the bridge would take b's write for a retry
+    of a's). b then repeats its frame with seq 7 and a new value: that is a retry, reported as a
+    duplicate and not applied. Each response reaches its own client only."""
+    x, y = 1, 2
+    script = [("a", encode_request(7, CMD_WRITE, x, 1, [0x1111])),
+              ("b", encode_request(7, CMD_WRITE, y, 1, [0x2222])),
+              ("b", encode_request(7, CMD_WRITE, y, 1, [0x3333])),
+              ("a", encode_request(8, CMD_READ, y, 1))]
+    responses, stray, values, regmap, last = _run_script(script)
+    assert (regmap.address("x"), regmap.address("y")) == (x, y)
     assert not stray
     assert [r.seq for r in responses] == [7, 7, 7, 8]
     assert all(r.ok for r in responses)
     assert [r.duplicate for r in responses[:3]] == [False, False, True]
     assert responses[3].words == (0x2222,)
     assert values == {"x": 0x1111, "y": 0x2222}
+    assert last["answered"] == 0            # the bridge itself recognised b's retry
+
+
+def test_retry_after_the_other_clients_frame_is_not_reapplied():
+    """a writes x (seq 7), b's write comes in between, then a retries seq 7 with another value
+    (a lost response): the mux answers it as a duplicate itself and the bridge never sees it.
+    A failed write (bad address, seq 9) is not remembered: its retry goes to the bridge again.
+    A retry with no other frame in between is left to the bridge."""
+    x, y, bad = 1, 2, 40
+    script = [("a", encode_request(7, CMD_WRITE, x, 1, [0x1111])),
+              ("b", encode_request(3, CMD_WRITE, y, 1, [0x2222])),
+              ("a", encode_request(7, CMD_WRITE, x, 1, [0x9999])),     # retry: not applied
+              ("b", encode_request(3, CMD_WRITE, y, 1, [0x8888])),     # retry: not applied
+              ("a", encode_request(9, CMD_WRITE, bad, 1, [0x1])),      # bad address
+              ("b", encode_request(4, CMD_READ, x, 1)),
+              ("a", encode_request(9, CMD_WRITE, bad, 1, [0x1])),      # retried: fails again
+              ("a", encode_request(10, CMD_WRITE, y, 1, [0x3333])),
+              ("a", encode_request(10, CMD_WRITE, y, 1, [0x4444]))]    # retry, same client
+    responses, stray, values, _, last = _run_script(script)
+    assert not stray
+    assert [r.seq for r in responses] == [7, 3, 7, 3, 9, 4, 9, 10, 10]
+    assert [r.duplicate for r in responses] == [False, False, True, True, False, False, False,
+                                                False, True]
+    assert [r.ok for r in responses] == [True] * 4 + [False, True, False, True, True]
+    assert responses[5].words == (0x1111,)
+    assert values == {"x": 0x1111, "y": 0x3333}
+    # Only a's first retry was answered by the mux: b's retry came while the bridge's last
+    # frame was still b's write (the mux's own answer does not reach the bridge).
+    assert last["answered"] == 1
