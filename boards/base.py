@@ -39,10 +39,11 @@ I/O standard, and the buffer between pin and node:
     cycle, bit ``2*k`` on the rising edge; for boards whose free pins are all in top/bottom
     banks.
 
-Clock domains given to the node: ``sync`` at the system clock (PLL CLKOP), ``fast`` at
-``Board.fast_clk_hz`` when the node has an ``oddrx2f`` or ``ddr`` port or names ``"fast"`` in
-its ``required_domains`` attribute, and ``eth`` at 125 MHz (a further PLL output) on a board
-with an Ethernet PHY (:mod:`combkey.boards.ethernet`).
+Clock domains given to the node: ``sync`` at the system clock (PLL CLKOP), ``fast`` when the
+node has an ``oddrx2f`` or ``ddr`` port or names ``"fast"`` in its ``required_domains``
+attribute (at the node's ``fast_clk_hz`` attribute when it has one, e.g. a transmitter's slot
+rate / 4, else at ``Board.fast_clk_hz``), and ``eth`` at 125 MHz (a further PLL output) on a
+board with an Ethernet PHY (:mod:`combkey.boards.ethernet`).
 """
 import re
 from dataclasses import dataclass, field
@@ -364,8 +365,14 @@ class NodeOnBoard(Elaboratable):
         # Secondary PLL outputs: ECLK (2 * fast; SCLK = fast is its CLKDIVF /2) and the
         # Ethernet byte clock ``eth`` (only when the node has the net block).
         self.secondary = []
+        self.fast_clk_hz = None
         if self.needs_fast:
-            self.secondary.append(("eclk_pll", 2 * board.fast_clk_hz))
+            self.fast_clk_hz = getattr(self.node, "fast_clk_hz", None) or board.fast_clk_hz
+            if self.fast_clk_hz > board.fast_clk_hz:
+                raise ValueError(f"node asks for a fast clock of {self.fast_clk_hz!r} Hz, above "
+                                 f"the {board.fast_clk_hz!r} Hz that {board.name}'s gearing "
+                                 f"is planned for")
+            self.secondary.append(("eclk_pll", 2 * self.fast_clk_hz))
         if eth_hz is not None and getattr(self.node, "ethernet", False):
             self.secondary.append(("eth", eth_hz))
         if self.secondary:
@@ -376,6 +383,10 @@ class NodeOnBoard(Elaboratable):
                                  f"{dict(self.secondary)!r} of {board.name} need different "
                                  f"CLKOP settings; choose a system clock that divides the VCO")
             for (name, want), got in zip(self.secondary, self.pll.f_secondary, strict=True):
+                if name == "eclk_pll" and abs(got - want) > 1e-6 * want:
+                    raise ValueError(f"the PLL of {board.name} makes the modulator edge clock "
+                                     f"{got!r} Hz instead of {want!r} Hz, which would not carry "
+                                     f"the node's slot rate; choose another sys_clk_hz")
                 if name == "eth" and abs(got - want) > 100e-6 * want:
                     raise ValueError(f"sys_clk_hz {sys_clk_hz!r} leaves the eth clock of "
                                      f"{board.name} at {got!r} Hz, more than 100 ppm from "

@@ -81,7 +81,7 @@ BOARD = Board(
     notes="UART on FT2232H channel B; check bank VCCIO before wiring converters.",
     # Node sizes for this device (modest; `combkey bench boards` searches the largest).
     # relay: channels = the 2 tdc__in pins of the plan.
-    node_params={"transmitter": {"channels": 1, "lanes": 2},
+    node_params={"transmitter": {"channels": 1, "lanes": 2, "modulator": 2},
                  "relay": {"lines": 2, "taps": 64, "bins": 256, "tag_depth": 512,
                            "record_depth": 512}},
 )

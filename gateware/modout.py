@@ -1,12 +1,13 @@
-"""Modulator output path: pattern slots from the ``sync`` domain to 4:1 DDR pins in ``fast``.
+"""Modulator output path: pattern slots from the ``sync`` domain to DDR pins in ``fast``.
 
 A transmitter's pattern generator makes ``L`` slots per ``sync`` cycle; the board drives its
-modulators through ``ODDRX2F`` gearing, which takes 4 bits per pin per ``fast`` cycle
-(:class:`combkey.boards.base.ODDRX2FOutput`). :class:`ModulatorOutput` carries the slot stream
-across: it groups slots into words of ``S = max(L, 4)`` slots in ``sync``, crosses an
-``AsyncFIFO``, and emits 4 slots per ``fast`` cycle. The two clocks must carry the same slot rate,
+modulators through DDR gearing, which takes ``R`` bits per pin per ``fast`` cycle: ``R = 4``
+for ``ODDRX2F`` (:class:`combkey.boards.base.ODDRX2FOutput`), ``R = 2`` for ``ODDRX1F``.
+:class:`ModulatorOutput` carries the slot stream across: it groups slots into words of
+``S = max(L, R)`` slots in ``sync``, crosses an ``AsyncFIFO``, and emits ``R`` slots per
+``fast`` cycle. The two clocks must carry the same slot rate,
 
-    ``f_fast = f_sync * L / 4``  (:func:`fast_clk_hz`),
+    ``f_fast = f_sync * L / R``  (:func:`fast_clk_hz`),
 
 which the board's PLL makes exactly (both from one VCO), so after the start-up fill the FIFO level
 stays constant; any mismatch or gap is counted, never hidden.
@@ -18,9 +19,9 @@ Interface
     as ``{pm_code[1:0], im_code[1:0]}`` (pin 0 = ``im_code[0]``): four-level drivers for the
     intensity and phase modulators, whose levels the host writes into the generator's lookup
     tables (only the two low bits of each table entry reach the pins).
-``lanes : Out(4 * P)``, ``fast``
-    Bits ``4*k .. 4*k+3`` go to pin ``k``, bit ``4*k`` first in time, i.e.
-    ``lanes[4*k + j] = slot[4*t + j][k]`` for the ``t``-th output word.
+``lanes : Out(R * P)``, ``fast``
+    Bits ``R*k .. R*k+R-1`` go to pin ``k``, bit ``R*k`` first in time, i.e.
+    ``lanes[R*k + j] = slot[R*t + j][k]`` for the ``t``-th output word.
 ``active : Out(1)``, ``fast``
     High while words are being sent (after the start-up fill).
 
@@ -31,7 +32,7 @@ Registers (``sync``; prefix ``mod`` in the transmitter)
     re-arms. 1: slots are grouped from the next ``i.valid`` beat on; the fast side starts once
     the FIFO holds ``prefill`` words.
 ``underflows`` (R, 32)
-    ``fast`` cycles that found no word while active (pins low for those 4 slots). Counted in
+    ``fast`` cycles that found no word while active (pins low for those ``R`` slots). Counted in
     ``fast`` as a Gray code and carried to ``sync`` through a two-flip-flop synchroniser, so the
     value read is always one the counter really held.
 ``overflows`` (R, 32)
@@ -55,15 +56,17 @@ from amaranth.lib.wiring import In, Out
 from .regs import Access, Reg
 
 __all__ = ["ModulatorOutput", "modout_words", "fast_clk_hz",
-           "gray_encode", "gray_decode", "SLOTS_PER_FAST"]
+           "gray_encode", "gray_decode", "SLOTS_PER_FAST", "RATIOS"]
 
-#: Slots per pin per ``fast`` cycle (the ODDRX2F ratio).
+#: Slots per pin per ``fast`` cycle of the ODDRX2F gearing (the default ratio ``R``).
 SLOTS_PER_FAST = 4
+#: Gearing ratios ``R`` the block supports: ODDRX1F (2) and ODDRX2F (4).
+RATIOS = (2, 4)
 
 
-def fast_clk_hz(sync_clk_hz, lanes):
+def fast_clk_hz(sync_clk_hz, lanes, ratio=SLOTS_PER_FAST):
     """Return the ``fast`` clock that carries ``lanes`` slots per ``sync`` cycle, Hz."""
-    return sync_clk_hz * lanes / SLOTS_PER_FAST
+    return sync_clk_hz * lanes / ratio
 
 
 def gray_encode(value):
@@ -84,21 +87,22 @@ def _check(name, value, allowed):
         raise ValueError(f"{name} must be one of {sorted(allowed)}, not {value!r}")
 
 
-def modout_words(slots, pins=4):
+def modout_words(slots, pins=4, ratio=SLOTS_PER_FAST):
     """Return the ``lanes`` words (numpy uint64) that send ``slots`` (1-D array of P-bit codes).
 
-    ``len(slots)`` must be a multiple of 4; word ``t`` carries slots ``4t .. 4t+3``.
+    ``len(slots)`` must be a multiple of ``ratio``; word ``t`` carries slots
+    ``ratio*t .. ratio*t + ratio - 1``.
     """
     slots = np.asarray(slots, dtype=np.uint64)
-    if slots.ndim != 1 or len(slots) % SLOTS_PER_FAST:
-        raise ValueError(f"slots must be 1-D with a multiple of 4 entries, not shape "
+    if slots.ndim != 1 or len(slots) % ratio:
+        raise ValueError(f"slots must be 1-D with a multiple of {ratio} entries, not shape "
                          f"{slots.shape}")
-    groups = slots.reshape(-1, SLOTS_PER_FAST)
+    groups = slots.reshape(-1, ratio)
     words = np.zeros(len(groups), dtype=np.uint64)
     for k in range(pins):
-        for j in range(SLOTS_PER_FAST):
+        for j in range(ratio):
             bit = (groups[:, j] >> np.uint64(k)) & np.uint64(1)
-            words |= bit << np.uint64(SLOTS_PER_FAST * k + j)
+            words |= bit << np.uint64(ratio * k + j)
     return words
 
 
@@ -115,20 +119,24 @@ class ModulatorOutput(wiring.Component):
         AsyncFIFO depth in words (power of two, >= 4).
     prefill : int
         Words in the FIFO before the fast side starts (1..depth-1).
+    ratio : int
+        Slots per pin per ``fast`` cycle, ``R``: 4 (ODDRX2F) or 2 (ODDRX1F).
     """
 
-    def __init__(self, lanes=4, pins=4, depth=16, prefill=8):
+    def __init__(self, lanes=4, pins=4, depth=16, prefill=8, ratio=SLOTS_PER_FAST):
         _check("lanes", lanes, {1, 2, 4, 8})
+        _check("ratio", ratio, set(RATIOS))
+        self.ratio = ratio
         _check("pins", pins, set(range(1, 9)))
         _check("depth", depth, {4, 8, 16, 32, 64})
         if isinstance(prefill, bool) or not isinstance(prefill, int) or \
                 not 1 <= prefill < depth:
             raise ValueError(f"prefill must be an int in 1..{depth - 1}, not {prefill!r}")
         self.n_lanes, self.pins, self.depth, self.prefill = lanes, pins, depth, prefill
-        self.group = max(lanes, SLOTS_PER_FAST)
+        self.group = max(lanes, ratio)
         super().__init__({
             "i": In(stream.Signature(data.ArrayLayout(pins, lanes), always_ready=True)),
-            "lanes": Out(SLOTS_PER_FAST * pins),
+            "lanes": Out(ratio * pins),
             "active": Out(1),
             "enable": In(1),
             "underflows": Out(32),
@@ -140,7 +148,7 @@ class ModulatorOutput(wiring.Component):
         return [
             Reg("enable", 1, Access.RW, doc="1: send the pattern on the modulator pins"),
             Reg("underflows", 32, Access.R,
-                doc="fast cycles without a word while sending (pins low for 4 slots)"),
+                doc="fast cycles without a word while sending (pins low meanwhile)"),
             Reg("overflows", 32, Access.R, doc="words dropped because the FIFO was full"),
         ]
 
@@ -178,22 +186,23 @@ class ModulatorOutput(wiring.Component):
                 with m.Else():
                     m.d.sync += count.eq(count + 1)
 
-        # -- fast: arm, send 4 slots per cycle, count underflows -----------------------------
+        # -- fast: arm, send R slots per cycle, count underflows -----------------------------
         en_f = Signal()
         m.submodules.en_sync = FFSynchronizer(self.enable, en_f, o_domain="fast")
         armed = Signal()
-        subs = S // SLOTS_PER_FAST          # fast cycles per word
+        R = self.ratio
+        subs = S // R                       # fast cycles per word
         held = Signal(S * P)
         phase = Signal(range(subs + 1))
-        out = Signal(SLOTS_PER_FAST * P)
+        out = Signal(R * P)
         under_bin = Signal(32)
         under_gray = Signal(32)
 
         def words_of(word_bits, first):
-            """Slots first..first+3 of a word, rearranged to pin-major lanes bits."""
+            """Slots first..first+R-1 of a word, rearranged to pin-major lanes bits."""
             bits = []
             for k in range(P):
-                for j in range(SLOTS_PER_FAST):
+                for j in range(R):
                     bits.append(word_bits[(first + j) * P + k])
             return bits
 
@@ -221,7 +230,7 @@ class ModulatorOutput(wiring.Component):
                 with m.Switch(phase):
                     for p in range(1, subs):
                         with m.Case(p):
-                            m.d.fast += out.eq(Cat(*words_of(held, SLOTS_PER_FAST * p)))
+                            m.d.fast += out.eq(Cat(*words_of(held, R * p)))
                 m.d.fast += phase.eq(Mux(phase == subs - 1, 0, phase + 1))
 
         # -- underflow count into sync: Gray code through two flip-flops ----------------------

@@ -34,7 +34,7 @@ address   name           access  value
 0x0008    ``params``     R       the parameters that shape the map (:data:`PARAMS_ADDR`; per kind
                                  :attr:`Node.PARAM_FIELDS`): transmitter ``channels`` [7:0],
                                  ``lanes`` [11:8], ``prob_bits`` [16:12], ``phase_bits``
-                                 [20:17], ``modulator`` [21]; relay ``channels`` [7:0];
+                                 [20:17], ``modulator`` [23:21]; relay ``channels`` [7:0];
                                  every kind: ``ethernet`` [31] (1 when the node has the
                                  ``net`` block)
 ========  =============  ======  ==================================================================
@@ -78,6 +78,7 @@ from .dsp.ref_phase import RefEvent, ref_estimate_layout
 from .loops.opll import OPLL
 from .loops.phase_compensator import PhaseCompensator
 from .loops.reprate import RepRateLock
+from .modout import RATIOS as MOD_RATIOS
 from .modout import SLOTS_PER_FAST, ModulatorOutput, fast_clk_hz
 from .pattern.generator import GeneratorParams, PatternGenerator
 from .regs import Access, Field, Reg, RegBus, RegisterBank, RegisterMap, connect_registers
@@ -444,18 +445,19 @@ class TransmitterNode(Node):
     Extra members: ``beat_adc`` with ``data: In(12)``, ``clk: Out(1)``, ``otr: In(1)`` (flat
     names ``beat_adc__data``, ``beat_adc__clk``, ``beat_adc__otr`` in the board pin plans).
 
-    With ``modulator=True`` (what the boards build) the node also drives its modulator pins:
-    block ``mod`` (:class:`~combkey.gateware.modout.ModulatorOutput`: ``mod.enable``,
+    With ``modulator=R`` (what the boards build: ``R = 4`` slots per pin per ``fast`` cycle for
+    ODDRX2F gearing, ``2`` for ODDRX1F; ``True`` means 4) the node also drives its modulator
+    pins: block ``mod`` (:class:`~combkey.gateware.modout.ModulatorOutput`: ``mod.enable``,
     ``mod.underflows``, ``mod.overflows``) carries channel 0's slots, ``{pm_code[1:0],
-    im_code[1:0]}`` per slot, to the member ``mod.lanes: Out(16)`` (flat ``mod__lanes``: 4 pins
-    x 4 slots per ``fast`` cycle, for the board's ODDRX2F gearing). The node then needs a
-    ``fast`` clock domain (:attr:`required_domains`) at :attr:`fast_clk_hz` = ``clk_hz * lanes
-    / 4``, which carries exactly the generator's slot rate. ``params`` bit 21 says so.
+    im_code[1:0]}`` per slot, to the member ``mod.lanes: Out(4 * R)`` (flat ``mod__lanes``: 4
+    pins x R slots per ``fast`` cycle). The node then needs a ``fast`` clock domain
+    (:attr:`required_domains`) at :attr:`fast_clk_hz` = ``clk_hz * lanes / R``, which carries
+    exactly the generator's slot rate. ``params`` bits [23:21] hold ``R`` (0: no modulator).
     """
 
     kind = "transmitter"
     PARAM_FIELDS = (("channels", 0, 8), ("lanes", 8, 4), ("prob_bits", 12, 5),
-                    ("phase_bits", 17, 4), ("modulator", 21, 1))
+                    ("phase_bits", 17, 4), ("modulator", 21, 3))
 
     def __init__(self, *, clk_hz=100_000_000, timeout_cycles=None, channels=1, lanes=1,
                  prob_bits=16, phase_bits=4, modulator=False, ethernet=False,
@@ -464,11 +466,11 @@ class TransmitterNode(Node):
                                                 prob_bits=prob_bits, phase_bits=phase_bits,
                                                 modulator=modulator)
         self.channels = channels
-        self.modulator = bool(modulator)
+        self.modulator = SLOTS_PER_FAST if modulator is True else int(modulator)
         self.required_domains = ("fast",) if self.modulator else ()
-        self.fast_clk_hz = fast_clk_hz(clk_hz, lanes) if self.modulator else None
+        self.fast_clk_hz = fast_clk_hz(clk_hz, lanes, self.modulator) if self.modulator else None
         self.map_params = dict(channels=channels, lanes=lanes, prob_bits=prob_bits,
-                               phase_bits=phase_bits, modulator=int(self.modulator))
+                               phase_bits=phase_bits, modulator=self.modulator)
         super().__init__(clk_hz=clk_hz, timeout_cycles=timeout_cycles, ethernet=ethernet,
                          ethernet_params=ethernet_params)
 
@@ -478,8 +480,10 @@ class TransmitterNode(Node):
         if isinstance(channels, bool) or not isinstance(channels, int) or \
                 not 1 <= channels <= 16:
             raise ValueError(f"channels must be an int in 1..16, not {channels!r}")
-        if modulator not in (False, True):      # 0 and 1 (from ``params``) compare equal
-            raise ValueError(f"modulator must be True or False, not {modulator!r}")
+        if modulator is not True and (isinstance(modulator, bool) and modulator
+                                      or modulator not in (0, *MOD_RATIOS)):
+            raise ValueError(f"modulator must be False, True or one of {MOD_RATIOS}, "
+                             f"not {modulator!r}")
         return GeneratorParams(lanes=lanes, prob_bits=prob_bits, phase_bits=phase_bits)
 
     def blocks(self):
@@ -492,7 +496,8 @@ class TransmitterNode(Node):
                   + [("opll", self.opll), ("fcount", self.fcount), ("reprate", self.reprate),
                      ("io", self.io)])
         if self.modulator:
-            self.modout = ModulatorOutput(lanes=self.gen_params.lanes, pins=MOD_PINS)
+            self.modout = ModulatorOutput(lanes=self.gen_params.lanes, pins=MOD_PINS,
+                                          ratio=self.modulator)
             blocks.append(("mod", self.modout))
         return blocks
 
@@ -500,7 +505,7 @@ class TransmitterNode(Node):
         members = {"beat_adc": Out(wiring.Signature({"data": In(12), "clk": Out(1),
                                                      "otr": In(1)}))}
         if self.modulator:
-            members["mod"] = Out(wiring.Signature({"lanes": Out(SLOTS_PER_FAST * MOD_PINS)}))
+            members["mod"] = Out(wiring.Signature({"lanes": Out(self.modulator * MOD_PINS)}))
         return members
 
     def elaborate_blocks(self, m, platform, bank):

@@ -10,14 +10,15 @@ from combkey.gateware.modout import ModulatorOutput, modout_words
 SYNC_NS = 10.0
 
 
-def run(lanes, beats, *, pins=4, fast_scale=1.0, gaps=(), disable_at=None, tail=40, seed=0):
+def run(lanes, beats, *, pins=4, fast_scale=1.0, gaps=(), disable_at=None, tail=40, seed=0,
+        ratio=4):
     """Drive ``beats`` random beats; return (slots sent, words seen while active, counters)."""
     rng = np.random.default_rng(seed)
     slots = rng.integers(0, 1 << pins, size=(beats, lanes))
-    dut = ModulatorOutput(lanes=lanes, pins=pins)
+    dut = ModulatorOutput(lanes=lanes, pins=pins, ratio=ratio)
     sim = Simulator(dut)
     sim.add_clock(SYNC_NS * 1e-9, domain="sync")
-    fast_ns = SYNC_NS * 4 / lanes * fast_scale
+    fast_ns = SYNC_NS * ratio / lanes * fast_scale
     sim.add_clock(fast_ns * 1e-9, domain="fast")
     seen = []
     active_cycles = [0]
@@ -68,13 +69,14 @@ def run(lanes, beats, *, pins=4, fast_scale=1.0, gaps=(), disable_at=None, tail=
     return slots, np.array(seen, dtype=np.uint64), active_cycles[0], counters
 
 
-@pytest.mark.parametrize("lanes", [1, 2, 4, 8])
-def test_continuous_stream_matches_model(lanes):
+@pytest.mark.parametrize("lanes,ratio", [(1, 4), (2, 4), (4, 4), (8, 4), (1, 2), (2, 2),
+                                         (8, 2)])
+def test_continuous_stream_matches_model(lanes, ratio):
     beats = 64 * 4 // lanes + 16
-    slots, seen, active, cnt = run(lanes, beats, seed=lanes)
+    slots, seen, active, cnt = run(lanes, beats, seed=lanes, ratio=ratio)
     flat = slots.reshape(-1)
-    n = len(flat) // 4 * 4
-    expect = modout_words(flat[:n])
+    n = len(flat) // ratio * ratio
+    expect = modout_words(flat[:n], ratio=ratio)
     # Every word made is sent once, in order; zero words after the stream ended are underflows.
     got = seen[:len(expect)]
     np.testing.assert_array_equal(got, expect)
@@ -151,6 +153,8 @@ def test_model_and_rates():
     words = modout_words([0b0001, 0b0010, 0b0100, 0b1000])
     assert int(words[0]) == (1 << 0) | (1 << 5) | (1 << 10) | (1 << 15)
     assert mo.fast_clk_hz(50e6, 4) == 50e6 and mo.fast_clk_hz(50e6, 2) == 25e6
+    assert mo.fast_clk_hz(50e6, 2, ratio=2) == 50e6
+    assert int(modout_words([0b01, 0b10], pins=2, ratio=2)[0]) == (1 << 0) | (1 << 3)
     with pytest.raises(ValueError, match="multiple of 4"):
         modout_words([1, 2, 3])
 
@@ -158,7 +162,8 @@ def test_model_and_rates():
 @pytest.mark.parametrize("kw,msg", [({"lanes": 3}, "lanes must be one of"),
                                     ({"pins": 0}, "pins must be one of"),
                                     ({"depth": 12}, "depth must be one of"),
-                                    ({"prefill": 16}, "prefill must be an int in 1..15")])
+                                    ({"prefill": 16}, "prefill must be an int in 1..15"),
+                                    ({"ratio": 8}, "ratio must be one of")])
 def test_bad_parameters_named(kw, msg):
     with pytest.raises(ValueError, match=msg):
         ModulatorOutput(**kw)
