@@ -130,7 +130,7 @@ def test_modulator_pins_send_the_regenerated_slots(lanes):
 
     link = SimLink("transmitter", node=node, testbenches=[pins])
     dev = Device(link)
-    assert dev.read("params") >> 21 & 1 == 1
+    assert dev.read("params") >> 21 & 7 == 4          # modulator ratio 4 (ODDRX2F)
     cfg = PatternConfig(protocol="sns", p_z=0.5, eps=0.4, lanes=lanes, frame_len=256, n_q=192,
                         n_r=64, frame0=2, iv_tag=0x55)
     dev.write("mod.enable", 1)
