@@ -82,6 +82,7 @@ from .modout import RATIOS as MOD_RATIOS
 from .modout import SLOTS_PER_FAST, ModulatorOutput, fast_clk_hz
 from .pattern.generator import GeneratorParams, PatternGenerator
 from .regs import Access, Field, Reg, RegBus, RegisterBank, RegisterMap, connect_registers
+from .spi import SPIADC, SPIDAC
 from .timing.relay import TimingBlocks
 from .timing.tdc import check_tdc_params
 
@@ -440,7 +441,9 @@ class TransmitterNode(Node):
     (:class:`~combkey.gateware.loops.opll.OPLL`, 12-bit beat ADC), ``fcount``
     (:class:`~combkey.gateware.dsp.freq_counter.FreqCounter` on the beat comparator),
     ``reprate`` (:class:`~combkey.gateware.loops.reprate.RepRateLock` on those counts), ``io``
-    (:class:`TransmitterIO`).
+    (:class:`TransmitterIO`), ``dac`` (:class:`~combkey.gateware.spi.SPIDAC`, fed by the OPLL's
+    actuator words: laser current) and ``adc`` (:class:`~combkey.gateware.spi.SPIADC`, two slow
+    monitor channels); members ``dac`` / ``adc`` (:func:`converter_members`).
 
     Extra members: ``beat_adc`` with ``data: In(12)``, ``clk: Out(1)``, ``otr: In(1)`` (flat
     names ``beat_adc__data``, ``beat_adc__clk``, ``beat_adc__otr`` in the board pin plans).
@@ -495,6 +498,8 @@ class TransmitterNode(Node):
         blocks = ([(f"pattern{c}", g) for c, g in enumerate(self.patterns)]
                   + [("opll", self.opll), ("fcount", self.fcount), ("reprate", self.reprate),
                      ("io", self.io)])
+        self.dacdrv, self.adcdrv = SPIDAC(), SPIADC()
+        blocks += [("dac", self.dacdrv), ("adc", self.adcdrv)]
         if self.modulator:
             self.modout = ModulatorOutput(lanes=self.gen_params.lanes, pins=MOD_PINS,
                                           ratio=self.modulator)
@@ -503,7 +508,8 @@ class TransmitterNode(Node):
 
     def extra_members(self):
         members = {"beat_adc": Out(wiring.Signature({"data": In(12), "clk": Out(1),
-                                                     "otr": In(1)}))}
+                                                     "otr": In(1)})),
+                   **converter_members()}
         if self.modulator:
             members["mod"] = Out(wiring.Signature({"lanes": Out(self.modulator * MOD_PINS)}))
         return members
@@ -513,8 +519,10 @@ class TransmitterNode(Node):
         m.d.comb += [io_.beat_data.eq(self.beat_adc.data), io_.beat_otr.eq(self.beat_adc.otr),
                      self.beat_adc.clk.eq(io_.beat_clk),
                      self.fcount.beat.eq(io_.comparator),
-                     # Actuator words: no DAC driver yet; the loops' ``act`` registers hold them.
-                     self.opll.o.ready.eq(1), self.reprate.o.ready.eq(1)]
+                     # The rep-rate actuator has no converter of its own on the pin plans: its
+                     # word is read from ``reprate.act`` (a second DAC is a pin-plan change).
+                     self.reprate.o.ready.eq(1)]
+        connect_converters(m, self, self.opll.o)
         wiring.connect(m, io_.sample, self.opll.i)
         wiring.connect(m, self.fcount.o, self.reprate.i)
         if self.modulator:
@@ -646,7 +654,10 @@ class RelayNode(Node):
     Blocks (register prefixes): ``tdc``, ``slot``, ``tagger``, ``cls``, ``hist``
     (:class:`~combkey.gateware.timing.relay.TimingBlocks`), ``phase``
     (:class:`~combkey.gateware.loops.phase_compensator.PhaseCompensator`, the reference-phase
-    estimator and its loop), ``ref`` (:class:`RelayIO`).
+    estimator and its loop), ``ref`` (:class:`RelayIO`), ``dac``
+    (:class:`~combkey.gateware.spi.SPIDAC`, fed by the phase compensator's actuator: the fibre
+    stretcher) and ``adc`` (:class:`~combkey.gateware.spi.SPIADC`); members ``dac`` / ``adc``
+    (:func:`converter_members`).
 
     Extra members: ``tdc`` with ``in: In(N)`` (flat ``tdc__in``: detector pulses into the ECP5
     carry chains; in simulation the chain is an adder that the hit crosses in one cycle, so a
@@ -680,11 +691,13 @@ class RelayNode(Node):
                                    tag_depth=s["tag_depth"], record_depth=s["record_depth"])
         self.phase = PhaseCompensator(count_width=10)
         self.ref = RelayIO(count_width=10)
-        return self.timing.blocks() + [("phase", self.phase), ("ref", self.ref)]
+        self.dacdrv, self.adcdrv = SPIDAC(), SPIADC()
+        return self.timing.blocks() + [("phase", self.phase), ("ref", self.ref),
+                                       ("dac", self.dacdrv), ("adc", self.adcdrv)]
 
     def extra_members(self):
         return {"tdc": Out(wiring.Signature({"in": In(self.shape["channels"])})),
-                "link_records": Out(stream.Signature(64))}
+                "link_records": Out(stream.Signature(64)), **converter_members()}
 
     def placed_blocks(self):
         return TimingBlocks.PREFIXES
@@ -698,11 +711,30 @@ class RelayNode(Node):
         ref = self.ref
         wiring.connect(m, ref.ev, self.phase.i)
         wiring.connect(m, self.phase.est, ref.est_in)
-        m.d.comb += [self.phase.o.ready.eq(1),     # no DAC driver yet: see ``phase.act``
-                     ref.head.eq(t.cls.records),
+        connect_converters(m, self, self.phase.o)        # phase actuator -> SPI DAC
+        m.d.comb += [ref.head.eq(t.cls.records),
                      ref.head_rd.eq(bank.reg("cls.records").r_stb),
                      t.cls.records_rd.eq(ref.pop)]
         wiring.connect(m, ref.records, wiring.flipped(self.link_records))
+
+
+def converter_members():
+    """Members of the slow-loop converters every node drives: ``dac`` (flat ``dac__cs_n``,
+    ``dac__copi``, ``dac__sclk``, ``dac__ldac_n``) and ``adc`` (``adc__cs_n``, ``adc__sclk``,
+    ``adc__cipo[2]``), on the SPI Pmods of the board pin plans."""
+    return {"dac": Out(wiring.Signature({"cs_n": Out(1), "copi": Out(1), "sclk": Out(1),
+                                         "ldac_n": Out(1)})),
+            "adc": Out(wiring.Signature({"cs_n": Out(1), "sclk": Out(1), "cipo": In(2)}))}
+
+
+def connect_converters(m, node, actuator):
+    """Drive ``node.dac`` from ``actuator`` (a loop's ``o`` stream) through ``node.dacdrv`` and
+    read ``node.adc`` through ``node.adcdrv``."""
+    wiring.connect(m, actuator, node.dacdrv.i)
+    d, a = node.dacdrv.pins, node.adcdrv.pins
+    m.d.comb += [node.dac.cs_n.eq(d.cs_n), node.dac.copi.eq(d.copi), node.dac.sclk.eq(d.sclk),
+                 node.dac.ldac_n.eq(d.ldac_n), node.adc.cs_n.eq(a.cs_n),
+                 node.adc.sclk.eq(a.sclk), a.cipo.eq(node.adc.cipo)]
 
 
 def node_regmap(kind, **params):
