@@ -11,8 +11,10 @@ Register groups (prefix): ``tdc`` (:class:`~.tdc.TDC`), ``slot``
 addresses them as ``tagger.tags``, ``cls.records``, ... :func:`relay_regmap` returns the map.
 
 Inputs: with ``ecp5=True`` ``pulse: In(channels)`` (detector inputs into
-:class:`~.tdc.ECP5DelayLine` chains, one per line), otherwise ``therm`` (the sampled taps,
-driven by :class:`~.tdc.DelayLineModel` in simulation; same layout as :class:`~.tdc.TDC`).
+:class:`~.tdc.ECP5DelayLine` chains, one per line; ``placement``, e.g. from
+:func:`~.tdc.tdc_placement`, maps ``(channel, line)`` to the chain's BEL names), otherwise
+``therm`` (the sampled taps, driven by :class:`~.tdc.DelayLineModel` in simulation; same
+layout as :class:`~.tdc.TDC`).
 Data path: TDC -> Tagger (batch buffer, calibration table, tag FIFO) -> 4-deep click FIFO ->
 SlotClassifier (record FIFO) -> Histogrammer. Back-pressure from either FIFO stalls the path;
 every hit that then finds the batch buffer full is counted in ``tagger.lost_<c>``.
@@ -37,9 +39,16 @@ class TimingBlocks:
     PREFIXES = ("tdc", "slot", "tagger", "cls", "hist")
 
     def __init__(self, channels=16, lines=4, taps=128, bins=1024, batch_depth=8, tag_depth=512,
-                 record_depth=512):
+                 record_depth=512, placement=None):
         check_tdc_params(channels, lines, taps)
         self.shape = (channels, lines, taps)
+        if placement is not None:
+            missing = [(c, ln) for c in range(channels) for ln in range(lines)
+                       if (c, ln) not in placement]
+            if missing:
+                raise ValueError(f"placement must have BEL lists for every (channel, line), "
+                                 f"missing {missing[:4]!r}")
+        self.placement = placement
         self.tdc = TDC(channels, lines, taps)
         self.slot = SlotClock()
         self.tagger = Tagger(channels, self.tdc.code_bits, batch_depth, tag_depth)
@@ -62,7 +71,8 @@ class TimingBlocks:
             for c in range(channels):
                 chains = []
                 for ln in range(lines):
-                    dl = ECP5DelayLine(taps)
+                    dl = ECP5DelayLine(taps, None if self.placement is None
+                                       else self.placement[(c, ln)])
                     m.submodules[f"dl{c}_{ln}"] = dl
                     m.d.comb += [dl.hit.eq(pulse[c]), dl.enable.eq(self.tdc.dl_enable)]
                     chains.append(dl.taps)
@@ -99,10 +109,12 @@ class RelayTagger(wiring.Component):
     """Standalone time-tagging core with its register bank (module docstring)."""
 
     def __init__(self, channels=16, lines=4, taps=128, bins=1024, ecp5=False, batch_depth=8,
-                 tag_depth=512, record_depth=512):
+                 tag_depth=512, record_depth=512, placement=None):
+        self._MustUse__silence = True            # until the checks below have passed
         self.timing = TimingBlocks(channels, lines, taps, bins, batch_depth, tag_depth,
-                                   record_depth)
+                                   record_depth, placement)
         self.regmap = RegisterMap(self.timing.groups())
+        self._MustUse__silence = False
         self.ecp5 = ecp5
         members = {"bus": In(RegBus)}
         if ecp5:

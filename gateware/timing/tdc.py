@@ -53,7 +53,7 @@ FPGAs", IEEE Trans. Nucl. Sci. 57 (2010), doi:10.1109/TNS.2010.2045901 (code den
 import dataclasses
 
 import numpy as np
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Const, Instance, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -61,6 +61,7 @@ from amaranth.utils import ceil_log2
 from ..regs import Access, Reg
 
 __all__ = ["UNITS_PER_CYCLE", "DelayLineConfig", "DelayLineModel", "ECP5DelayLine", "TDC",
+           "delay_line_placement", "tdc_placement",
            "tdc_model", "check_tdc_params", "code_density_table", "linear_table", "dnl_inl",
            "popcount_latency"]
 
@@ -194,23 +195,99 @@ def _popcount(m, bits, group=6):
 
 
 class ECP5DelayLine(wiring.Component):
-    """``taps``-tap carry chain (hardware only; see the module docstring).
+    """``taps``-tap carry chain of explicit CCU2C cells (hardware only; module docstring).
 
     Members: ``hit: In(1)`` asynchronous detector input, ``enable: In(1)`` (1 to run),
     ``taps: Out(taps)`` taps sampled on the ``sync`` clock (thermometer, 1 = reached).
+
+    Bit 0 of the chain generates the carry from ``hit`` (``A = B = hit``); bits 1..taps
+    propagate it (``A = enable, B = 0``), so tap ``j`` reads the carry out of bit ``j`` (sum bit
+    ``j + 1`` inverted). ``cells = (taps + 2) // 2`` CCU2C (two bits each), marked ``keep``.
+    ``placement``: ``None`` or a sequence of ``cells`` nextpnr-ecp5 BEL names (see
+    :func:`delay_line_placement`), attached to the cells as the ``BEL`` attribute.
     """
 
-    def __init__(self, taps):
+    # LUT of one CCU2C half for a + b + carry with C = 0, D = 1 (as Yosys' arith_map_ccu2c).
+    INIT = 0x96AA
+
+    def __init__(self, taps, placement=None):
+        if not isinstance(taps, int) or taps < 2:
+            raise ValueError(f"taps must be an int >= 2, not {taps!r}")
         self.n = taps
+        self.cells = (taps + 2) // 2
+        if placement is not None:
+            placement = tuple(placement)
+            if len(placement) != self.cells or not all(isinstance(b, str) for b in placement):
+                self._MustUse__silence = True        # never elaborated: no unused warning
+                raise ValueError(f"placement must be {self.cells} BEL names (one per CCU2C), "
+                                 f"not {placement!r}")
+        self.placement = placement
         super().__init__({"hit": In(1), "enable": In(1), "taps": Out(taps)})
 
     def elaborate(self, platform):
         m = Module()
-        ones = Cat(*[self.enable for _ in range(self.n)])
-        chain = Signal(self.n + 1)
-        m.d.comb += chain.eq(ones + self.hit)
-        m.d.sync += self.taps.eq(~chain[:self.n])
+        s = Signal(2 * self.cells)
+        cin = Const(0, 1)
+        for k in range(self.cells):
+            cout = Signal(name=f"co{k}")
+            a0 = self.hit if k == 0 else self.enable
+            b0 = self.hit if k == 0 else Const(0, 1)
+            attrs = {"a_keep": 1}
+            if self.placement is not None:
+                attrs["a_BEL"] = self.placement[k]
+            m.submodules[f"cc{k}"] = Instance(
+                "CCU2C", p_INIT0=Const(self.INIT, 16), p_INIT1=Const(self.INIT, 16),
+                p_INJECT1_0="NO", p_INJECT1_1="NO",
+                i_A0=a0, i_B0=b0, i_C0=Const(0, 1), i_D0=Const(1, 1),
+                i_A1=self.enable, i_B1=Const(0, 1), i_C1=Const(0, 1), i_D1=Const(1, 1),
+                i_CIN=cin, o_S0=s[2 * k], o_S1=s[2 * k + 1], o_COUT=cout, **attrs)
+            cin = cout
+        m.d.sync += self.taps.eq(~s[1:self.n + 1])
         return m
+
+
+def delay_line_placement(start, cells, *, slice_index=0, tiles=None):
+    """nextpnr-ecp5 BEL names for a carry chain of ``cells`` CCU2C starting at a PLC tile.
+
+    ECP5 carry runs through the four slices of a PLC tile (``SLICEA`` .. ``SLICED``) and on to
+    the next tile to the right in the same row (``X+1``), which is how nextpnr places a chain.
+    ``start = (x, y)``: tile of the first cell, ``slice_index`` its slice (0..3). Returns
+    ``["X{x}/Y{y}/SLICE{A..D}", ...]``. ``tiles``: optional ``(x_max, y_max)`` to check that
+    the chain stays on the die.
+    """
+    x, y = start
+    if not (isinstance(x, int) and isinstance(y, int) and x >= 0 and y >= 0):
+        raise ValueError(f"start must be an (x, y) pair of tile coordinates, not {start!r}")
+    if slice_index not in (0, 1, 2, 3):
+        raise ValueError(f"slice_index must be 0..3, not {slice_index!r}")
+    out = []
+    for k in range(cells):
+        t, sl = divmod(slice_index + k, 4)
+        out.append(f"X{x + t}/Y{y}/SLICE{'ABCD'[sl]}")
+    if tiles is not None:
+        last_x = x + (slice_index + cells - 1) // 4
+        if last_x > tiles[0] or y > tiles[1]:
+            raise ValueError(f"a chain of {cells} cells from {start!r} leaves the die "
+                             f"(last tile X{last_x}/Y{y}, die {tiles!r})")
+    return out
+
+
+def tdc_placement(inputs, lines, taps, *, row_step=1, tiles=None):
+    """Placement of every delay line of a TDC: ``{(channel, line): [BEL, ...]}``.
+
+    ``inputs``: per channel, the PLC tile ``(x, y)`` next to that channel's input PIO (the
+    first tile inside the die on the pin's row: the chain starts where the pulse enters the
+    fabric). Line ``l`` of a channel starts in the same column, ``l * row_step`` rows further
+    down (rows ``y, y + row_step, ...``), so a channel's lines are parallel chains of equal
+    length from the same column. Cells per line: ``(taps + 2) // 2``.
+    """
+    cells = (taps + 2) // 2
+    out = {}
+    for c, start in enumerate(inputs):
+        for ln in range(lines):
+            x, y = start
+            out[(c, ln)] = delay_line_placement((x, y + ln * row_step), cells, tiles=tiles)
+    return out
 
 
 def check_tdc_params(channels, lines, taps):

@@ -57,3 +57,23 @@ def test_cli_errors_name_the_option():
     assert res.exit_code != 0 and "--hits must be at least 100" in res.output
     res = runner.invoke(cli, ["tagger", "histogram", "--start", "40"])
     assert res.exit_code != 0 and "ss_start must be an int in 0..31" in res.output
+
+
+def test_ecp5_netlist_keeps_delay_line_chain(tmp_path):
+    """The synthesized delay line is one linked CCU2C chain with every input connected."""
+    from amaranth.back import rtlil
+
+    from combkey.gateware.timing.tdc import ECP5DelayLine, delay_line_placement
+    from combkey.tagger import ecp5_netlist
+    bels = delay_line_placement((12, 20), 5)
+    netlist = ecp5_netlist(rtlil.convert(ECP5DelayLine(8, placement=bels), name="top"),
+                           tmp_path)
+    cells = {n: c for n, c in netlist["modules"]["top"]["cells"].items()
+             if c["type"] == "CCU2C"}
+    assert sorted(cells) == [f"cc{k}" for k in range(5)]
+    for k in range(5):
+        c = cells[f"cc{k}"]
+        assert all(c["connections"][p] != ["x"] for p in ("A0", "B0", "A1", "CIN")), c
+        assert c["attributes"]["BEL"] == bels[k]
+        if k:
+            assert c["connections"]["CIN"] == cells[f"cc{k - 1}"]["connections"]["COUT"]

@@ -1,4 +1,6 @@
-"""TDC encoder against its model; delay-line model and code-density calibration."""
+"""TDC encoder against its model; delay-line model and code-density calibration; ECP5 chains."""
+import re
+
 import numpy as np
 import pytest
 
@@ -8,11 +10,14 @@ from combkey.gateware.timing.tdc import (
     UNITS_PER_CYCLE,
     DelayLineConfig,
     DelayLineModel,
+    ECP5DelayLine,
     check_tdc_params,
     code_density_table,
+    delay_line_placement,
     dnl_inl,
     linear_table,
     tdc_model,
+    tdc_placement,
 )
 
 SMALL = DelayLineConfig(lines=2, taps=16, tap_mean_ps=400.0, tap_spread=0.3, clock_hz=200e6,
@@ -132,3 +137,57 @@ def test_bad_parameters_named():
         DelayLineConfig(taps=0)
     with pytest.raises(ValueError, match="must cover a clock period"):
         DelayLineConfig(taps=10)
+
+
+# ---------------------------------------------------------------- ECP5 chains and placement
+
+
+def test_delay_line_placement_runs_along_a_row():
+    bels = delay_line_placement((10, 20), 6, slice_index=2)
+    assert bels == ["X10/Y20/SLICEC", "X10/Y20/SLICED", "X11/Y20/SLICEA", "X11/Y20/SLICEB",
+                    "X11/Y20/SLICEC", "X11/Y20/SLICED"]
+    pl = tdc_placement([(2, 5), (2, 30)], lines=2, taps=6, row_step=3)
+    assert set(pl) == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    assert pl[(0, 1)][0] == "X2/Y8/SLICEA" and pl[(1, 0)][-1] == "X2/Y30/SLICED"
+    assert all(len(v) == (6 + 2) // 2 for v in pl.values())
+
+
+@pytest.mark.parametrize("kw,msg", [
+    ({"start": (-1, 3), "cells": 4}, "start must be an \\(x, y\\) pair"),
+    ({"start": (1, 3), "cells": 4, "slice_index": 4}, "slice_index must be 0..3"),
+    ({"start": (120, 3), "cells": 40, "tiles": (126, 95)}, "leaves the die"),
+])
+def test_delay_line_placement_errors(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        delay_line_placement(**kw)
+
+
+def test_delay_line_placement_on_netlist_cells():
+    """Every CCU2C of the emitted netlist carries its BEL; the chain is linked COUT -> CIN."""
+    from amaranth.back import rtlil
+    bels = delay_line_placement((30, 12), 5)
+    text = rtlil.convert(ECP5DelayLine(8, placement=bels), name="dl")
+    cells = re.findall(r'((?:  attribute \\\S+ [^\n]*\n)*)  cell \\CCU2C \\(cc\d+)\n(.*?)  end',
+                       text, re.S)
+    assert [c[1] for c in cells] == [f"cc{k}" for k in range(5)]
+    for k, (attrs, _, body) in enumerate(cells):
+        assert f'attribute \\BEL "{bels[k]}"' in attrs
+        assert "attribute \\keep 1" in attrs
+        if k:
+            assert f"connect \\CIN \\co{k - 1}" in body
+    plain = rtlil.convert(ECP5DelayLine(8), name="dl")
+    assert plain.count("cell \\CCU2C ") == 5 and "\\BEL" not in plain
+    with pytest.raises(ValueError, match="placement must be 5 BEL names"):
+        ECP5DelayLine(8, placement=bels[:4])
+
+
+def test_relay_placement_reaches_every_chain():
+    from amaranth.back import rtlil
+
+    from combkey.gateware.timing.relay import RelayTagger
+    pl = tdc_placement([(4, 10), (4, 40)], lines=2, taps=4)
+    text = rtlil.convert(RelayTagger(2, 2, 4, bins=4, ecp5=True, placement=pl), name="top")
+    got = set(re.findall(r'attribute \\BEL "([^"]+)"', text))
+    assert got == {b for v in pl.values() for b in v}
+    with pytest.raises(ValueError, match="placement must have BEL lists for every"):
+        RelayTagger(2, 2, 4, ecp5=True, placement={(0, 0): pl[(0, 0)]})
