@@ -62,7 +62,21 @@ read), ``record_level`` (R 16), ``clicks`` (R 32), ``out_of_gate`` (R 32), ``cla
 ``class_psi_minus``, ``class_psi_plus``, ``class_multi`` (R 32), ``pattern_<p>`` (R 32, records
 per pattern ``p`` in 0..15). Wrapping counts. The record FIFO back-pressures the tagger: no
 record is dropped. Annotated clicks leave on ``a`` (always ready) for the histograms.
-Latency 5 cycles to ``a``; throughput one click per cycle plus one cycle per emitted record.
+
+Pipeline (timing): an 8-stage front end (``e = fine - phase_edge - 1``; ``e * recip`` and
+``q * period`` as 18x12 partial products; remainder; slot and phase; gate, lane, detector bit)
+that never stalls feeds a ``SKID_DEPTH``-deep skid FIFO; ``i.ready`` is ``inflight <
+SKID_DEPTH`` (clicks accepted and not yet taken), a flip-flop compare. The FIFO head (stage X)
+is compared with every lane's open record as the lanes will be once the click ahead of it
+(stage D) is taken (forwarding), and the result is registered into D. D takes a click unless
+records closed earlier are still being emitted (``busy``, a register): taking it copies the
+records it closes into an emission set that is emitted lowest lane first, one per cycle (record
+stages E1 lane, E2 fields, E3 class and FIFO write). Latency: 12 cycles from an accepted click
+to ``a`` when nothing waits; a closed record reaches the record FIFO 3 cycles after its click is
+taken. Throughput: one click per cycle plus one cycle per emitted record. Records and
+annotated clicks are identical in content and order to :func:`classifier_model` (a sequence
+model: latency does not enter it). ``flush`` closes the records open when it is served: clicks
+still in the pipeline (at most ``SKID_DEPTH``) come after it.
 """
 import dataclasses
 import enum
@@ -375,13 +389,14 @@ class SlotClassifier(wiring.Component):
         gated = (binv != 3) & (bitidx < 4)
         skid_layout = data.StructLayout({
             "channel": 5, "coarse": 39, "fine": 17, "phase": 24, "slot": 32, "gated": 1,
-            "lane": 5, "bit": 4, "bin": 2, "rel": 24})
+            "lane": 5, "lane_oh": L, "bit": 4, "bin": 2, "rel": 24})
         m.submodules.skid = skid = SyncFIFOBuffered(width=skid_layout.size, depth=SKID)
         s8 = Signal(skid_layout)
         v8 = Signal()
         m.d.sync += [v8.eq(s7["v"]), s8.channel.eq(ch7), s8.coarse.eq(s7["coarse"]),
                      s8.fine.eq(s7["fine"]), s8.phase.eq(phase7), s8.slot.eq(s7["slot"]),
                      s8.gated.eq(gated), s8.lane.eq(lane),
+                     s8.lane_oh.eq(Mux(gated, Const(1, L) << lane, 0)),
                      s8.bit.eq(Const(1, 4) << bitidx[:2]), s8.bin.eq(Mux(gated, binv, 3)),
                      s8.rel.eq(rel)]
         m.d.comb += [skid.w_data.eq(s8), skid.w_en.eq(v8)]
@@ -401,6 +416,7 @@ class SlotClassifier(wiring.Component):
         d = Signal(skid_layout)
         dv = Signal()
         d_lane = Signal(L)                    # one-hot lane of the click in D (gated only)
+        d_g = Signal()                        # the click in D is valid and in a gate
         d_dr = Signal(range(-(1 << 24), 1 << 24))   # rel - rel of the record it joins
         en = Signal()
         m.d.comb += skid.r_en.eq(en)
@@ -418,15 +434,14 @@ class SlotClassifier(wiring.Component):
             return ne & ~diff[31], ne
 
         later_d, ne_d = later_ne(x.slot, d.slot, "d")
-        x_lane = Signal(L)
-        m.d.comb += x_lane.eq(Mux(x.gated, Const(1, L) << x.lane, 0))
-        cand = Signal(L)
+        x_lane = x.lane_oh
+        cand = Signal(L)                      # valid when the X click is gated (d_g)
         for i in range(L):
             later_o, ne_o = later_ne(x.slot, o_slot[i], f"l{i}")
-            fw = dv & d_lane[i]
+            fw = d_lane[i]                    # D is valid, gated, in lane i
             later = Mux(fw, later_d, later_o)
             ne = Mux(fw, ne_d, ne_o)
-            m.d.comb += cand[i].eq(xv & x.gated & (later | (x_lane[i] & ne)))
+            m.d.comb += cand[i].eq(later | (x_lane[i] & ne))
         # The record the X click joins starts at rel of D's click when D opens its lane
         # (its lane is closed, or open for an earlier slot and closed by D itself).
         d_cand = Signal(L)                    # lanes whose open record the D click closes
@@ -435,7 +450,8 @@ class SlotClassifier(wiring.Component):
         rel_lane = Signal(24)
         m.d.comb += rel_lane.eq(Cat(*o_rel).word_select(x.lane, 24))
         with m.If(en):
-            m.d.sync += [dv.eq(xv), d.eq(x), d_lane.eq(x_lane), d_cand.eq(cand),
+            m.d.sync += [dv.eq(xv), d.eq(x), d_lane.eq(Mux(xv, x_lane, 0)), d_cand.eq(cand),
+                         d_g.eq(xv & x.gated),
                          d_dr.eq(Mux(same & d_opens, x.rel - d.rel, x.rel - rel_lane))]
 
         # D: take the click unless records closed earlier are still being emitted (``busy``,
@@ -453,7 +469,7 @@ class SlotClassifier(wiring.Component):
         fl = flush_req & ~busy
         m.d.comb += en.eq(~dv | take)
         closes = Signal(L)
-        m.d.comb += closes.eq(Mux(take, o_open & d_cand, 0) | Mux(fl, o_open, 0))
+        m.d.comb += closes.eq(Mux(take & d_g, o_open & d_cand, 0) | Mux(fl, o_open, 0))
         with m.If(self.flush):
             m.d.sync += flush_req.eq(1)
         with m.Elif(fl):
@@ -464,7 +480,7 @@ class SlotClassifier(wiring.Component):
         m.d.comb += first.eq(bm & ~(bm - 1))
         more = (bm & (bm - 1)).any()
         with m.If(take):
-            m.d.sync += busy.eq((o_open & d_cand).any())
+            m.d.sync += busy.eq(d_g & (o_open & d_cand).any())
         with m.Elif(fl):
             m.d.sync += busy.eq(o_open.any())
         with m.Elif(emit):

@@ -18,8 +18,13 @@ in ``bins`` cycles; clicks meanwhile are counted in ``hist_skipped`` (R 32) and 
 Registers: ``ss_start``, ``ss_stop`` (RW 5), ``ss_offset`` (RW 32 signed, units), ``ss_shift``
 (RW 5), ``ph_channel`` (RW 6), ``ph_shift`` (RW 5), ``hist_sel`` (RW 1), ``hist_addr`` (RW 16),
 ``hist_data`` (R 32), ``hist_clear`` (W1P 1), ``hist_skipped`` (R 32), ``singles_<c>`` (R 32).
-Increments are a read-modify-write through a write-transparent read port, so back-to-back
-clicks in the same bin are all counted. Latency: 3 cycles (start-stop), 2 (phase).
+Increments are a pipelined read-modify-write (read issued, data registered, increment and
+write) whose write stage takes the newer of the two writes still in flight when its bin matches
+(forwarding), so clicks in one bin 1, 2 or more cycles apart are all counted. Latency from ``a``
+to the bin written: 8 cycles (start-stop: register, dt, dt * units, minus offset, shift, range,
+then read-modify-write), 5 (phase). ``hist_data`` is registered: read it two cycles after
+writing ``hist_addr``. Clicks still in the pipeline when a clear starts are discarded with the
+old contents. :func:`histogram_model` is a sequence model (latency does not enter it).
 """
 import numpy as np
 from amaranth.hdl import Module, Mux, Signal

@@ -43,6 +43,10 @@ channels lowest first, one per cycle, so the stream is ordered by ``coarse`` (ti
 not by fine time). When the batch buffer is full the cycle's hits are counted in ``lost_<c>``
 and the channel's next tag carries ``lost_before``: a hit is tagged, counted as lost, or counted
 as dead in the TDC, never dropped silently. Sustained throughput: one click per cycle.
+Pipeline: the serializer's choice (channel, its code) is registered (stage ``sel``), the
+calibration table is read with that registered address and its output is the ``o`` payload
+(stage ``st``); both stages advance when ``o`` is free or accepted. A hit presented in cycle
+``k`` is on ``o`` in cycle ``k + 5`` when nothing waits; :func:`tagger_model` is cycle-exact.
 """
 import collections
 import dataclasses
