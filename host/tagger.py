@@ -39,7 +39,8 @@ from .gateware.timing.tdc import (
 )
 from .sim.detector import DetectorConfig, detect
 
-__all__ = ["tagger", "run", "ModelRelay", "calibrate_device", "code_histograms",
+__all__ = ["tagger", "run", "ModelRelay", "calibrate_device", "code_histograms", "ecp5_netlist",
+           "synth_fmax",
            "simulate_relay", "timestamp_errors", "throughput_run"]
 
 
@@ -346,8 +347,10 @@ def synth_fmax(channels, lines=4, taps=128, freq_mhz=200, cache_dir=None):
     clocks, util = parse_nextpnr_report(json.loads((work / "report.json").read_text()))
     fmax = min(v["fmax_mhz"] for v in clocks.values()) if clocks else float("nan")
     build_s = (work / "build_s").read_text().strip() if (work / "build_s").is_file() else "?"
-    row = {"channels": channels, "fmax_mhz": round(fmax, 1), "build_s": build_s,
-           "cached": cached}
+    row = {"channels": channels, "fmax_mhz": round(fmax, 1),
+           "fmax_kind": "routed (nextpnr-ecp5 --router router2, timing report)",
+           "device": "LFE5U-85F CABGA381", "target_mhz": freq_mhz, "lines": lines, "taps": taps,
+           "build_s": build_s, "cached": cached}
     for name in ("TRELLIS_COMB", "TRELLIS_FF", "CCU2C", "DP16KD", "MULT18X18D", "TRELLIS_IO"):
         if name in util:
             row[f"{name}_used"] = util[name]["used"]
