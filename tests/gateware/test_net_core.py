@@ -1,5 +1,7 @@
+# amaranth: UnusedElaboratable=no
 """EthernetCore register wiring and the CounterRecordSource test pattern against its model."""
 import numpy as np
+import pytest
 from amaranth.back import rtlil
 from amaranth.hdl import ClockDomain, Module
 from amaranth.lib import wiring
@@ -98,3 +100,63 @@ def test_rgmii_pins_on_the_ecpix5_platform():
     text = plan.files["top.il"]
     assert text.count("cell \\IDDRX1F") == 5 and text.count("cell \\ODDRX1F") == 6
     assert text.count("cell \\DELAYG") == 1            # TXC delayed; the PHY delays RXC
+
+
+def test_core_domain_parameters_checked():
+    with pytest.raises(ValueError, match=r"domain must be a clock domain name other than "
+                                         r"'eth_rx', not 'eth_rx'"):
+        EthernetCore(domain="eth_rx")
+    with pytest.raises(ValueError, match=r"cdc_depth must be a power of 2 >= 4, not 6"):
+        EthernetCore(domain="eth", cdc_depth=6)
+
+
+class _TwoClockTop(wiring.Component):
+    def __init__(self):
+        self.core = EthernetCore(domain="eth", tx_clk_mode="delay")
+        super().__init__({})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = ClockDomain()
+        m.domains.eth = ClockDomain()
+        m.submodules.core = self.core
+        return m
+
+
+def test_core_config_crosses_into_the_eth_domain():
+    """With domain="eth", the stack sees the reset configuration from the start, then every
+    value written on the sync side as one coherent snapshot (never a mix of two writes), and
+    the sync-side status reads the stack's."""
+    from amaranth.sim import Simulator
+
+    top = _TwoClockTop()
+    core, stack = top.core, top.core.stack
+    sim = Simulator(top)
+    sim.add_clock(20e-9, domain="sync")
+    sim.add_clock(8e-9, phase=5e-9, domain="eth")
+    writes = [(0x02_00_00_00_00_10 + k, 0x0A_00_00_10 + k, 7100 + k) for k in range(12)]
+    seen = []
+
+    async def writer(ctx):
+        for mac, ip, port in writes:
+            ctx.set(core.mac, mac)
+            ctx.set(core.ip, ip)
+            ctx.set(core.reg_port, port)
+            await ctx.tick().repeat(7)            # faster than the handshake: some are skipped
+        await ctx.tick().repeat(40)
+
+    async def monitor(ctx):
+        for _ in range(300):
+            _, _, mac, ip, port = await ctx.tick("eth").sample(stack.mac, stack.ip,
+                                                              stack.reg_port)
+            seen.append((mac, ip, port))
+
+    sim.add_testbench(writer)
+    sim.add_testbench(monitor)
+    sim.run()
+    initial = (core.stack.params["mac"], core.stack.params["ip"], core.stack.params["reg_port"])
+    assert seen[0] == initial
+    distinct = [v for v in dict.fromkeys(seen) if v != initial]
+    assert all(v in writes for v in distinct)                     # coherent snapshots only
+    assert [writes.index(v) for v in distinct] == sorted(writes.index(v) for v in distinct)
+    assert seen[-1] == writes[-1] and len(distinct) >= 4
