@@ -68,7 +68,7 @@ import subprocess
 from types import SimpleNamespace
 
 import numpy as np
-from amaranth.hdl import Cat, Module, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -81,6 +81,7 @@ from .loops.reprate import RepRateLock
 from .modout import RATIOS as MOD_RATIOS
 from .modout import SLOTS_PER_FAST, ModulatorOutput, fast_clk_hz
 from .pattern.generator import GeneratorParams, PatternGenerator
+from .reftap import RefTap
 from .regs import Access, Field, Reg, RegBus, RegisterBank, RegisterMap, connect_registers
 from .spi import SPIADC, SPIDAC
 from .timing.relay import TimingBlocks
@@ -654,7 +655,9 @@ class RelayNode(Node):
     Blocks (register prefixes): ``tdc``, ``slot``, ``tagger``, ``cls``, ``hist``
     (:class:`~combkey.gateware.timing.relay.TimingBlocks`), ``phase``
     (:class:`~combkey.gateware.loops.phase_compensator.PhaseCompensator`, the reference-phase
-    estimator and its loop), ``ref`` (:class:`RelayIO`), ``dac``
+    estimator and its loop), ``ref`` (:class:`RelayIO`), ``reftap``
+    (:class:`~combkey.gateware.reftap.RefTap`: reference events from the records, selected by
+    ``reftap.enable`` instead of the host's ``ref.event``), ``dac``
     (:class:`~combkey.gateware.spi.SPIDAC`, fed by the phase compensator's actuator: the fibre
     stretcher) and ``adc`` (:class:`~combkey.gateware.spi.SPIADC`); members ``dac`` / ``adc``
     (:func:`converter_members`).
@@ -691,9 +694,11 @@ class RelayNode(Node):
                                    tag_depth=s["tag_depth"], record_depth=s["record_depth"])
         self.phase = PhaseCompensator(count_width=10)
         self.ref = RelayIO(count_width=10)
+        self.reftap = RefTap()
         self.dacdrv, self.adcdrv = SPIDAC(), SPIADC()
         return self.timing.blocks() + [("phase", self.phase), ("ref", self.ref),
-                                       ("dac", self.dacdrv), ("adc", self.adcdrv)]
+                                       ("reftap", self.reftap), ("dac", self.dacdrv),
+                                       ("adc", self.adcdrv)]
 
     def extra_members(self):
         return {"tdc": Out(wiring.Signature({"in": In(self.shape["channels"])})),
@@ -708,8 +713,14 @@ class RelayNode(Node):
     def elaborate_blocks(self, m, platform, bank):
         t = self.timing
         t.connect(m, pulse=getattr(self.tdc, "in"))
-        ref = self.ref
-        wiring.connect(m, ref.ev, self.phase.i)
+        ref, tap = self.ref, self.reftap
+        # Reference events: from the records (``reftap.enable``) or pushed by the host.
+        use_tap = tap.enable
+        m.d.comb += [self.phase.i.valid.eq(Mux(use_tap, tap.ev.valid, ref.ev.valid)),
+                     self.phase.i.payload.eq(Mux(use_tap, tap.ev.payload, ref.ev.payload)),
+                     tap.ev.ready.eq(use_tap & self.phase.i.ready),
+                     ref.ev.ready.eq(~use_tap & self.phase.i.ready),
+                     tap.rec.eq(t.cls.records), tap.rec_valid.eq(ref.pop & t.cls.records[0])]
         wiring.connect(m, self.phase.est, ref.est_in)
         connect_converters(m, self, self.phase.o)        # phase actuator -> SPI DAC
         m.d.comb += [ref.head.eq(t.cls.records),

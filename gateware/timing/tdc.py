@@ -53,7 +53,7 @@ FPGAs", IEEE Trans. Nucl. Sci. 57 (2010), doi:10.1109/TNS.2010.2045901 (code den
 import dataclasses
 
 import numpy as np
-from amaranth.hdl import Const, Instance, Module, Signal
+from amaranth.hdl import Cat, Const, Instance, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -226,6 +226,14 @@ class ECP5DelayLine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        if platform is None:
+            # Simulation (pysim cannot run CCU2C instances): the same carry arithmetic as an
+            # adder, which the hit crosses within the cycle, so a pulse gives the full code.
+            ones = Cat(*[self.enable for _ in range(self.n)])
+            chain = Signal(self.n + 1)
+            m.d.comb += chain.eq(ones + self.hit)
+            m.d.sync += self.taps.eq(~chain[:self.n])
+            return m
         s = Signal(2 * self.cells)
         cin = Const(0, 1)
         for k in range(self.cells):

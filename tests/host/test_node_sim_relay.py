@@ -7,6 +7,7 @@ import numpy as np
 from combkey.device import Device, SimLink
 from combkey.gateware.dsp.ref_phase import RefPhaseModel, events_from_counts, ref_estimate_layout
 from combkey.gateware.node import RelayNode
+from combkey.gateware.reftap import reftap_model
 from combkey.gateware.timing.classifier import (
     RECORD_FIELDS,
     ClassifierConfig,
@@ -78,6 +79,11 @@ def test_pulses_to_tags_and_records():
     for key in ("period", "slots_per_cycle", "period_rem", "recip", "phase0"):
         dev.write(f"slot.{key}", sc[key])
     dev.write("slot.start", 1)
+    # The reference tap watches every record that leaves (register reads and the stream).
+    tap_cfg = {"lane": 0, "first": 3, "n_q": 40, "n_r": 24, "quarter": 0b0100}
+    for key, value in tap_cfg.items():
+        dev.write(f"reftap.{key}", value)
+    dev.write("reftap.enable", 1)
     for key, value in (("mode", 0), ("gate0_lo", GATE0[0]), ("gate0_hi", GATE0[1]),
                        ("window", WINDOW)):
         dev.write(f"cls.{key}", value)
@@ -131,6 +137,12 @@ def test_pulses_to_tags_and_records():
     assert dev.read("ref.streamed") == len(streamed)
     assert dev.read("cls.record_level") == 0
     assert any(r["double"] for r in m_recs)
+    # Reference events made on chip from the same records, as the model makes them.
+    link.step(200)
+    want_events = reftap_model([{**r, "valid": 1} for r in m_recs], {**tap_cfg, "enable": 1})
+    assert len(want_events) > 5 and any(e[3] for e in want_events)
+    assert dev.read("reftap.drops") == 0
+    assert dev.read("reftap.events") == len(want_events)
 
 
 def test_reference_events_give_the_model_estimate():
