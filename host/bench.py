@@ -23,6 +23,7 @@ BENCHES = {
     "distill": "combkey.distill.bench:run",
     "session": "combkey.session:bench_run",
     "boards": "combkey.boards.bench:run",
+    "boards-fit": "combkey.boards.bench:run_fit",
     "tagger": "combkey.tagger:run",
     "loops": "combkey.loops:run",
     "ethernet": "combkey.net_bench:run",
