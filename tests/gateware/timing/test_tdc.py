@@ -6,6 +6,7 @@ import pytest
 
 from combkey.gateware.stream import make_simulator
 from combkey.gateware.timing.tdc import (
+    SYNTH_PLATFORM,
     TDC,
     UNITS_PER_CYCLE,
     DelayLineConfig,
@@ -166,7 +167,7 @@ def test_delay_line_placement_on_netlist_cells():
     """Every CCU2C of the emitted netlist carries its BEL; the chain is linked COUT -> CIN."""
     from amaranth.back import rtlil
     bels = delay_line_placement((30, 12), 5)
-    text = rtlil.convert(ECP5DelayLine(8, placement=bels), name="dl")
+    text = rtlil.convert(ECP5DelayLine(8, placement=bels), name="dl", platform=SYNTH_PLATFORM)
     cells = re.findall(r'((?:  attribute \\\S+ [^\n]*\n)*)  cell \\CCU2C \\(cc\d+)\n(.*?)  end',
                        text, re.S)
     assert [c[1] for c in cells] == [f"cc{k}" for k in range(5)]
@@ -175,8 +176,9 @@ def test_delay_line_placement_on_netlist_cells():
         assert "attribute \\keep 1" in attrs
         if k:
             assert f"connect \\CIN \\co{k - 1}" in body
-    plain = rtlil.convert(ECP5DelayLine(8), name="dl")
+    plain = rtlil.convert(ECP5DelayLine(8), name="dl", platform=SYNTH_PLATFORM)
     assert plain.count("cell \\CCU2C ") == 5 and "\\BEL" not in plain
+    assert "CCU2C" not in rtlil.convert(ECP5DelayLine(8), name="dl")    # pysim form
     with pytest.raises(ValueError, match="placement must be 5 BEL names"):
         ECP5DelayLine(8, placement=bels[:4])
 
@@ -186,7 +188,8 @@ def test_relay_placement_reaches_every_chain():
 
     from combkey.gateware.timing.relay import RelayTagger
     pl = tdc_placement([(4, 10), (4, 40)], lines=2, taps=4)
-    text = rtlil.convert(RelayTagger(2, 2, 4, bins=4, ecp5=True, placement=pl), name="top")
+    text = rtlil.convert(RelayTagger(2, 2, 4, bins=4, ecp5=True, placement=pl), name="top",
+                         platform=SYNTH_PLATFORM)
     got = set(re.findall(r'attribute \\BEL "([^"]+)"', text))
     assert got == {b for v in pl.values() for b in v}
     with pytest.raises(ValueError, match="placement must have BEL lists for every"):
