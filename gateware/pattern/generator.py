@@ -79,15 +79,26 @@ Output stream
 ``o: Out(stream.Signature(data.ArrayLayout(slot_layout(...), L), always_ready=True))``:
 element ``j`` of the payload is slot ``base + j`` of the clock. Each lane is a ``data.Struct``
 (:func:`slot_layout`): ``cls`` (3), ``basis`` (1), ``bit`` (1), ``phase_slice`` (max(m, 1)),
-``im_code`` (im_bits), ``pm_code`` (pm_bits). ``valid`` is high for every clock carrying slots;
-latency from the random word to ``o`` is 3 cycles; ``ready`` of a Trivium core rises
-``init_cycles(S) + 1`` cycles after its load, and the first slots appear about
-``init_cycles(S) + 5`` cycles after ``ctrl`` is written. Writing ``ctrl`` restarts the generator
-at frame ``frame0`` (``frame`` and ``frame_pos`` give the next slot). Writing ``run = 1``
-clears the counters and drops slots still in the pipeline; writing ``run = 0`` stops and lets
-the pipeline drain; so every slot counted is emitted and vice versa (the counters lag ``o`` by
-one cycle). Change the other registers only while stopped (``ctrl.run = 0``); the derived
-frame/block limits are registered one cycle after a write.
+``im_code`` (im_bits), ``pm_code`` (pm_bits). ``valid`` is high for every clock carrying slots.
+
+Timing (all in clock cycles; none of it changes which setting slot ``s`` gets, only when it
+appears): a ``ctrl`` write acts 2 cycles after its strobe (``ctrl_stb``); the random word of a
+clock reaches ``o`` 5 cycles after it is popped; ``ready`` of a Trivium core rises
+``init_cycles(S) + 2`` cycles after its load, and the first slots of a Trivium start appear
+``init_cycles(S) + 11`` cycles after the strobe. Writing ``ctrl`` restarts the generator at
+frame ``frame0`` (``frame`` and ``frame_pos`` give the next slot to be drawn). Writing
+``run = 1`` clears the counters and drops slots still in the pipeline; writing ``run = 0`` stops
+and lets the last stage drain; so every slot counted is emitted and vice versa (the counters
+lag ``o`` by 2 cycles and always read as a consistent 64-bit value). Change the other registers
+only while stopped (``ctrl.run = 0``): the generator works on local copies, taken one cycle
+after a write, and on values derived from them one cycle later.
+
+Pipeline (for timing closure at 200 MHz on ECP5): the frame and block positions are count-down
+counters whose terminal flags are the registered sign bits of the decrement; ``go`` (a clock
+carries slots) is a flip-flop; the Trivium state enable and buffer write enables are
+flip-flops; the three source words (two Trivium sets, QRNG FIFO) are registered before the
+source select; the threshold compares are registered before the class mapping; frame + 1 and
+frame + 2 are precomputed; the 64-bit counters are two 32-bit halves with a registered carry.
 
 Model
 -----
@@ -420,46 +431,62 @@ class PatternGenerator(wiring.Component):
         L, R, mb, S = p.lanes, p.prob_bits, p.phase_bits, p.slot_bits
 
         # ---------------- control
+        # The run-time registers are copied into local flip-flops (`cfg`), and the values
+        # derived from them are registered again, so no path runs from the register bank into
+        # logic. A ctrl write therefore acts two cycles after its strobe (`start` is a local
+        # flip-flop): every restart action keys on it, never on the bank's strobe.
+        cfg = {}
+        for name in ("key_lo", "key_hi", "iv_tag", "frame0", "frame_len", "n_q", "n_r",
+                     "ref_phase", "thr0", "thr1", "thr2", "thr3"):
+            cfg[name] = Signal(len(getattr(self, name)), name=f"cfg_{name}")
+            m.d.sync += cfg[name].eq(getattr(self, name))
+        stb1 = Signal()
+        start = Signal()
+        ctrl_q = Signal(3)
         run = Signal()
         qrng = Signal()
         mdi = Signal()
-        start = Signal()
-        m.d.comb += start.eq(self.ctrl_stb)
-        m.d.sync += [run.eq(Mux(start, self.ctrl[0], run))]
+        m.d.sync += [stb1.eq(self.ctrl_stb), start.eq(stb1)]
+        with m.If(self.ctrl_stb):
+            m.d.sync += ctrl_q.eq(self.ctrl)
         with m.If(start):
-            m.d.sync += [qrng.eq(self.ctrl[1]), mdi.eq(self.ctrl[2])]
+            m.d.sync += [run.eq(ctrl_q[0]), qrng.eq(ctrl_q[1]), mdi.eq(ctrl_q[2])]
+        clear = Signal()        # a start with run = 1: counters cleared, pipeline dropped
+        m.d.comb += clear.eq(start & ctrl_q[0])
 
-        key = Cat(self.key_lo, self.key_hi)
+        key = Cat(cfg["key_lo"], cfg["key_hi"])
 
         # ---------------- Trivium cores: two sets (ping-pong) of L lanes
         cores = [[Trivium(S) for _ in range(L)] for _ in range(2)]
         fr = [Signal(IV_FRAME_BITS, name=f"fr{s}") for s in range(2)]
-        pend = Signal(2)    # load the set next cycle
+        pend = Signal(2)    # load the set (its `load` input)
         sel = Signal()
         for s in range(2):
             for j, core in enumerate(cores[s]):
                 m.submodules[f"triv{s}_{j}"] = core
                 m.d.comb += [
                     core.key.eq(key),
-                    core.iv.eq(Cat(fr[s], Const(j, IV_LANE_BITS), self.iv_tag)),
+                    core.iv.eq(Cat(fr[s], Const(j, IV_LANE_BITS), cfg["iv_tag"])),
                     core.load.eq(pend[s]),
                 ]
         m.d.sync += pend.eq(0)
-        keyed = Signal()
-        m.d.comb += keyed.eq(Mux(sel, cores[1][0].ready & ~pend[1], cores[0][0].ready & ~pend[0]))
+        rdy = [cores[s][0].ready & ~pend[s] for s in range(2)]
 
         # ---------------- QRNG line assembly and FIFO
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=L * S, depth=p.qrng_depth)
         overflow = Signal(32)
+        qd = Signal(S)
+        qd_stb = Signal()
+        m.d.sync += [qd.eq(self.qrng_data[:S]), qd_stb.eq(self.qrng_data_stb)]
         if L == 1:
-            m.d.comb += [fifo.w_data.eq(self.qrng_data[:S]), fifo.w_en.eq(self.qrng_data_stb)]
-            with m.If(self.qrng_data_stb & ~fifo.w_rdy):
+            m.d.comb += [fifo.w_data.eq(qd), fifo.w_en.eq(qd_stb)]
+            with m.If(qd_stb & ~fifo.w_rdy):
                 m.d.sync += overflow.eq(overflow + 1)
         else:
             line = Signal((L - 1) * S)
             fill = Signal(range(L))
-            m.d.comb += fifo.w_data.eq(Cat(line, self.qrng_data[:S]))
-            with m.If(self.qrng_data_stb):
+            m.d.comb += fifo.w_data.eq(Cat(line, qd))
+            with m.If(qd_stb):
                 with m.If(fill == L - 1):
                     m.d.comb += fifo.w_en.eq(1)
                     m.d.sync += fill.eq(0)
@@ -469,109 +496,166 @@ class PatternGenerator(wiring.Component):
                     m.d.sync += fill.eq(fill + 1)
                     for i in range(L - 1):
                         with m.If(fill == i):
-                            m.d.sync += line.word_select(i, S).eq(self.qrng_data[:S])
+                            m.d.sync += line.word_select(i, S).eq(qd)
         m.d.comb += [self.qrng_level.eq(fifo.level), self.qrng_overflow.eq(overflow)]
 
         # ---------------- stage 0: slot timing, source select
-        # Derived limits are registered (one cycle after a register write; the registers are
-        # static while running), so no adder sits between the bank and the counters.
+        # Frame and block positions are count-down counters whose sign bits are the terminal
+        # flags, so no wide compare sits in any path; the reload values are registered from
+        # the local register copies. The scheduler's control is a set of flip-flops computed a
+        # cycle ahead from flip-flops: `act_reset` (start or frame end), `act_adv` (advance
+        # within the frame), `gate` (this clock carries slots). `go` (running and the random
+        # source ready) is a flip-flop: within a frame the selected cores sustain one word per
+        # clock, so `go` only changes at a start or a frame end, or rises one clock after the
+        # selected cores became ready.
         k = L.bit_length() - 1
-        frame_last_m1 = Signal(32)
-        nq_last_m1 = Signal(32)
-        nr_last_m1 = Signal(32)
-        nq_one = Signal()
-        nr_one = Signal()
-        has_ref = Signal()
-        m.d.sync += [frame_last_m1.eq((self.frame_len >> k) - 2),
-                     nq_last_m1.eq((self.n_q >> k) - 2), nr_last_m1.eq((self.n_r >> k) - 2),
-                     nq_one.eq((self.n_q >> k) == 1), nr_one.eq((self.n_r >> k) == 1),
-                     has_ref.eq(self.n_r != 0)]
-        t_clk = Signal(32)          # clock within frame
+        fc_m3 = Signal(33)          # frame clocks - 3  (>= 33)
+        nq_m2 = Signal(33)          # quantum block clocks - 2 (>= -1); 2**32 - 1 if n_r = 0
+        nr_m2 = Signal(33)          # reference block clocks - 2 (>= -1 when n_r > 0)
+        frame0_p1 = Signal(IV_FRAME_BITS)
+        m.d.sync += [fc_m3.eq((cfg["frame_len"] >> k) - 3),
+                     nq_m2.eq(Mux(cfg["n_r"] == 0, 0xFFFF_FFFF, (cfg["n_q"] >> k) - 2)),
+                     nr_m2.eq((cfg["n_r"] >> k) - 2), frame0_p1.eq(cfg["frame0"] + 1)]
+        t_clk = Signal(32)          # clock within frame (for frame_pos)
+        fr_rem = Signal(33)         # frame clocks - 3 - t_clk; sign: t_clk >= frame clocks - 2
         at_last = Signal()          # t_clk is the last clock of the frame
-        blk = Signal(32)            # clock within the current quantum or reference block
-        blk_end = Signal()          # blk is the last clock of its block
+        blk_rem = Signal(33)        # block clocks - 2 - clock in block; sign: last clock
+        blk_reload = Signal(33)     # blk_rem at the next block switch
         is_ref = Signal()           # the current block is a reference block
         rph = Signal(max(mb, 1))    # reference phase of lane 0 of this clock
         frame = Signal(IV_FRAME_BITS)
-        go = Signal()               # this clock carries slots
-        m.d.comb += go.eq(run & ~start & Mux(qrng, 1, keyed))
-        have = Signal()
-        m.d.comb += have.eq(Mux(qrng, fifo.r_rdy, 1))
-        # The pops are written out from registers only (equal to go & ... , shorter logic).
-        m.d.comb += fifo.r_en.eq(run & ~start & qrng)
+        go = Signal()               # running, and the random source is ready
+        gate = Signal()             # = go & ~start: this clock carries slots
+        act_reset = Signal()        # = start | at_last: frame (re)start
+        act_adv = Signal()          # = go & ~start & ~at_last: advance within the frame
+        step = cfg["ref_phase"][8:16]
+        blk_end = blk_rem[32]
+
+        # `at_last` implies `go` (it is set only while advancing, and `go` falls only at a
+        # start, which clears both, or at a frame end).
+        at_last_nx = Signal()
+        go_nx = Signal()
+        m.d.comb += [
+            at_last_nx.eq(Mux(act_reset, 0, Mux(act_adv, fr_rem[32], at_last))),
+            go_nx.eq(Mux(start, 0, Mux(at_last, run & (qrng | Mux(sel, rdy[0], rdy[1])),
+                                       go | (run & (qrng | Mux(sel, rdy[1], rdy[0])))))),
+        ]
+        m.d.sync += [at_last.eq(at_last_nx), go.eq(go_nx), gate.eq(go_nx & ~stb1),
+                     act_reset.eq(stb1 | at_last_nx), act_adv.eq(go_nx & ~stb1 & ~at_last_nx)]
+        keyed = Signal()
+        m.d.sync += keyed.eq(Mux(sel, rdy[1], rdy[0]))
+
+        # In QRNG mode `go` is just "running, not starting", so the pop (= gate & qrng) is
+        # itself a flip-flop computed a cycle ahead; the FIFO's own logic follows it.
+        qpop = Signal()
+        m.d.sync += qpop.eq(~start & ~stb1 & run & qrng)
+        m.d.comb += fifo.r_en.eq(qpop)
         for s in range(2):
             for core in cores[s]:
-                m.d.comb += core.en.eq(run & ~start & ~qrng & (sel == s) & ~pend[s])
-        step = self.ref_phase[8:16]
+                m.d.comb += core.en.eq(gate & ~qrng & (sel == s))
 
-        with m.If(start):
-            m.d.sync += [
-                fr[0].eq(self.frame0), fr[1].eq(self.frame0 + 1), pend.eq(0b11), sel.eq(0),
-                t_clk.eq(0), at_last.eq(0), blk.eq(0), blk_end.eq(nq_one), is_ref.eq(0),
-                rph.eq(self.ref_phase[:8]), frame.eq(self.frame0),
-            ]
-        with m.Elif(go):
-            with m.If(at_last):
-                m.d.sync += [t_clk.eq(0), at_last.eq(0), blk.eq(0), blk_end.eq(nq_one),
-                             is_ref.eq(0), rph.eq(self.ref_phase[:8]), frame.eq(frame + 1)]
-                with m.If(~qrng):
-                    m.d.sync += sel.eq(~sel)
-                    for s in range(2):
-                        with m.If(sel == s):
-                            m.d.sync += [fr[s].eq(fr[s] + 2), pend[s].eq(1)]
+        with m.If(act_reset):
+            m.d.sync += [t_clk.eq(0), fr_rem.eq(fc_m3), blk_rem.eq(nq_m2),
+                         blk_reload.eq(nr_m2), is_ref.eq(0), rph.eq(cfg["ref_phase"][:8])]
+        with m.Elif(act_adv):
+            m.d.sync += [t_clk.eq(t_clk + 1), fr_rem.eq(fr_rem - 1)]
+            with m.If(blk_end):
+                m.d.sync += [blk_rem.eq(blk_reload), blk_reload.eq(Mux(is_ref, nr_m2, nq_m2)),
+                             is_ref.eq(~is_ref)]
+                with m.If(is_ref):
+                    m.d.sync += rph.eq(cfg["ref_phase"][:8])
             with m.Else():
-                m.d.sync += [t_clk.eq(t_clk + 1), at_last.eq(t_clk == frame_last_m1)]
-                with m.If(blk_end & has_ref):
-                    m.d.sync += [blk.eq(0), is_ref.eq(~is_ref),
-                                 blk_end.eq(Mux(is_ref, nq_one, nr_one))]
-                    with m.If(is_ref):
-                        m.d.sync += rph.eq(self.ref_phase[:8])
-                with m.Else():
-                    m.d.sync += [blk.eq(blk + 1),
-                                 blk_end.eq(Mux(is_ref, blk == nr_last_m1, blk == nq_last_m1))]
-                    with m.If(is_ref):
-                        m.d.sync += rph.eq(rph + L * step)
+                m.d.sync += blk_rem.eq(blk_rem - 1)
+                with m.If(is_ref):
+                    m.d.sync += rph.eq(rph + L * step)
+        # frame + 1 and frame + 2 are registered (frames last >= 34 clocks), so a frame end
+        # moves values instead of running a 48-bit carry chain.
+        frame_p1 = Signal(IV_FRAME_BITS)
+        frame_p2 = Signal(IV_FRAME_BITS)
+        m.d.sync += [frame_p1.eq(frame + 1), frame_p2.eq(frame + 2)]
+        # The IV frame of a set is written while its `pend` is high (the cycle before the
+        # cores sample it): frame0 / frame0 + 1 after a start, else the frame after next
+        # (frame_p2 still holds the old frame + 2 in that cycle).
+        pstart = Signal()
+        m.d.sync += pstart.eq(start)
+        with m.If(pend[0]):
+            m.d.sync += fr[0].eq(Mux(pstart, cfg["frame0"], frame_p2))
+        with m.If(pend[1]):
+            m.d.sync += fr[1].eq(Mux(pstart, frame0_p1, frame_p2))
+        with m.If(start):
+            m.d.sync += [pend.eq(0b11), sel.eq(0), frame.eq(cfg["frame0"])]
+        with m.Elif(at_last):
+            m.d.sync += frame.eq(frame_p1)
+            with m.If(~qrng):
+                m.d.sync += sel.eq(~sel)
+                for s in range(2):
+                    with m.If(sel == s):
+                        m.d.sync += pend[s].eq(1)
         m.d.comb += [self.frame.eq(frame), self.frame_pos.eq(t_clk << k),
                      self.status.eq(Cat(run, keyed))]
 
-        # ---------------- stage 1: register raw words
+        # ---------------- stage 1: register the three source words, then select
+        triv_raw = [Cat(*[c.z for c in cores[s]]) for s in range(2)]
+        src_a = [Signal(L * S, name=f"src{i}_a") for i in range(3)]
+        sel_a = Signal(2)           # 0/1: Trivium set, 2: QRNG
+        v_a, ref_a, idle_a = Signal(), Signal(), Signal()
+        rph_a = Signal(max(mb, 1))
+        m.d.sync += [
+            src_a[0].eq(triv_raw[0]), src_a[1].eq(triv_raw[1]), src_a[2].eq(fifo.r_data),
+            sel_a.eq(Mux(qrng, 2, sel)),
+            v_a.eq(gate), ref_a.eq(is_ref), idle_a.eq(qrng & ~fifo.r_rdy), rph_a.eq(rph),
+        ]
         raw1 = Signal(L * S)
         v1, ref1, idle1 = Signal(), Signal(), Signal()
         rph1 = Signal(max(mb, 1))
-        triv_raw = [Cat(*[c.z for c in cores[s]]) for s in range(2)]
         m.d.sync += [
-            raw1.eq(Mux(qrng, fifo.r_data, Mux(sel, triv_raw[1], triv_raw[0]))),
-            v1.eq(go & ~start), ref1.eq(is_ref), idle1.eq(~have), rph1.eq(rph),
+            raw1.eq(Mux(sel_a[1], src_a[2], Mux(sel_a[0], src_a[1], src_a[0]))),
+            v1.eq(v_a & ~start), ref1.eq(ref_a), idle1.eq(idle_a), rph1.eq(rph_a),
         ]
 
-        # ---------------- stage 2: mapper and scheduler
+        # ---------------- stage 2: threshold compares (registered)
+        # SNS compares u1 < thr0, u2 < thr1, u2 < thr2, u2 < thr3; MDI u1 < thr0..thr2.
+        v2a, ref2a, idle2a = Signal(), Signal(), Signal()
+        m.d.sync += [v2a.eq(v1 & ~start), ref2a.eq(ref1), idle2a.eq(idle1)]
+        t = [cfg[f"thr{i}"] for i in range(4)]
+        lt = []
+        for j in range(L):
+            w = raw1.word_select(j, S)
+            u1, u2 = w[:R], w[R:2 * R]
+            ux = Mux(mdi, u1, u2)
+            ltj = Signal(4, name=f"lt{j}")
+            rbit2 = Signal(name=f"rbit{j}")
+            ph2 = Signal(max(mb, 1), name=f"ph{j}")
+            m.d.sync += [ltj.eq(Cat(u1 < t[0], ux < t[1], ux < t[2], u2 < t[3])),
+                         rbit2.eq(w[2 * R]),
+                         ph2.eq(w[2 * R + 1:2 * R + 1 + mb] if mb else 0),
+                         ]
+            lt.append((ltj, rbit2, ph2))
+        rph2a = [Signal(max(mb, 1), name=f"rph{j}") for j in range(L)]
+        for j in range(L):
+            m.d.sync += rph2a[j].eq(rph1 + j * step)
+
+        # ---------------- stage 3: mapper and scheduler
         v2 = Signal()
         lanes2 = Signal(data.ArrayLayout(data.StructLayout({
             "cls": 3, "bit": 1, "phase": max(mb, 1)}), L))
-        m.d.sync += v2.eq(v1 & ~start)
+        m.d.sync += v2.eq(v2a & ~start)
         for j in range(L):
-            w = raw1.word_select(j, S)
-            u1, u2, rbit = w[:R], w[R:2 * R], w[2 * R]
-            ph = w[2 * R + 1:2 * R + 1 + mb] if mb else Const(0, 1)
+            ltj, rbit, phase = lt[j]
             cls = Signal(3, name=f"cls{j}")
             bit = Signal(name=f"bit{j}")
-            phase = Signal(max(mb, 1), name=f"phase{j}")
-            t = [getattr(self, f"thr{i}") for i in range(4)]
             with m.If(mdi):
-                m.d.comb += [cls.eq(Mux(u1 < t[0], CLS_Z, Mux(u1 < t[1], CLS_Y,
-                                                             Mux(u1 < t[2], CLS_X, CLS_O)))),
+                m.d.comb += [cls.eq(Mux(ltj[0], CLS_Z, Mux(ltj[1], CLS_Y,
+                                                            Mux(ltj[2], CLS_X, CLS_O)))),
                              bit.eq(rbit)]
             with m.Else():
-                zs = u2 < t[1]
-                m.d.comb += [cls.eq(Mux(u1 < t[0], Mux(zs, CLS_ZS, CLS_ZN),
-                                        Mux(u2 < t[2], CLS_X0, Mux(u2 < t[3], CLS_X1, CLS_X2)))),
-                             bit.eq((u1 < t[0]) & zs)]
-            m.d.comb += phase.eq(ph)
+                m.d.comb += [cls.eq(Mux(ltj[0], Mux(ltj[1], CLS_ZS, CLS_ZN),
+                                        Mux(ltj[2], CLS_X0, Mux(ltj[3], CLS_X1, CLS_X2)))),
+                             bit.eq(ltj[0] & ltj[1])]
             lane = lanes2[j]
-            with m.If(ref1):
-                m.d.sync += [lane.cls.eq(CLS_REF), lane.bit.eq(0),
-                             lane.phase.eq(rph1 + j * step)]
-            with m.Elif(idle1):
+            with m.If(ref2a):
+                m.d.sync += [lane.cls.eq(CLS_REF), lane.bit.eq(0), lane.phase.eq(rph2a[j])]
+            with m.Elif(idle2a):
                 m.d.sync += [lane.cls.eq(CLS_IDLE), lane.bit.eq(0), lane.phase.eq(0)]
             with m.Else():
                 m.d.sync += [lane.cls.eq(cls), lane.bit.eq(bit), lane.phase.eq(phase)]
@@ -579,31 +663,40 @@ class PatternGenerator(wiring.Component):
         # ---------------- counters
         # The per-clock increment is registered first, so the 64-bit carry chain starts at a
         # flip-flop (counters lag the output by one cycle).
-        counts = [Signal(64, name=f"cnt{c}") for c in range(N_CLASSES)]
+        # The 64-bit sum is two 32-bit halves with a registered carry; the low half is
+        # delayed one cycle to match, so the value read is always consistent (it lags the
+        # output stream by two cycles). The clear is spread over a chain of flip-flops (one
+        # per counter pair, cycles 1..4 after `clear`; no increment arrives before cycle 6), so
+        # no single net drives the reset of 450 flip-flops.
+        clr = [Signal(name=f"clr{i}") for i in range(4)]
+        m.d.sync += [clr[0].eq(clear)] + [clr[i].eq(clr[i - 1]) for i in range(1, 4)]
         for c in range(N_CLASSES):
             inc = Signal(range(L + 1), name=f"inc{c}")
-            clear = start & self.ctrl[0]
+            lo = Signal(33, name=f"cnt{c}_lo")      # bit 32: carry into the high half
+            lo_d = Signal(32, name=f"cnt{c}_lo_d")
+            hi = Signal(32, name=f"cnt{c}_hi")
             m.d.sync += inc.eq(Mux(v2 & ~clear, sum((lanes2[j].cls == c) for j in range(L)), 0))
-            with m.If(clear):
-                m.d.sync += counts[c].eq(0)
+            m.d.sync += lo_d.eq(lo[:32])
+            with m.If(clr[c // 2]):
+                m.d.sync += [lo.eq(0), hi.eq(0)]
             with m.Else():
-                m.d.sync += counts[c].eq(counts[c] + inc)
-            m.d.comb += getattr(self, f"count{c}").eq(counts[c])
+                m.d.sync += [lo.eq(lo[:32] + inc), hi.eq(hi + lo[32])]
+            m.d.comb += getattr(self, f"count{c}").eq(Cat(lo_d, hi))
 
-        # ---------------- stage 3: LUTs
+        # ---------------- stage 4: LUTs
         im_mem = Memory(shape=p.im_bits, depth=16, init=[])
         pm_mem = Memory(shape=p.pm_bits, depth=2 << mb, init=[])
         m.submodules.im_mem = im_mem
         m.submodules.pm_mem = pm_mem
         imw = im_mem.write_port()
         pmw = pm_mem.write_port()
-        m.d.comb += [imw.addr.eq(self.im_lut[16:20]), imw.data.eq(self.im_lut[:p.im_bits]),
+        m.d.sync += [imw.addr.eq(self.im_lut[16:20]), imw.data.eq(self.im_lut[:p.im_bits]),
                      imw.en.eq(self.im_lut_stb),
                      pmw.addr.eq(self.pm_lut[16:17 + mb]), pmw.data.eq(self.pm_lut[:p.pm_bits]),
                      pmw.en.eq(self.pm_lut_stb)]
         out = Signal(data.ArrayLayout(self.layout, L))
         v3 = Signal()
-        m.d.sync += v3.eq(v2 & ~(start & self.ctrl[0]))   # a restart drops, a stop drains
+        m.d.sync += v3.eq(v2 & ~clear)   # a restart drops, a stop drains
         for j in range(L):
             lane = lanes2[j]
             imr = im_mem.read_port(domain="comb")

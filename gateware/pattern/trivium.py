@@ -41,9 +41,10 @@ Members
 * ``ready: Out(1)``: initialisation is complete and ``z`` holds keystream.
 * ``z: Out(W)``: the current keystream word; bit ``b`` is keystream bit ``i*W + b`` of word i.
 
-Latency: ``ready`` rises ``latency = ceil(1152 / W) + 1`` cycles after ``load``; then one word
-per cycle while ``en`` is held (the state runs ahead into a 4-word buffer on a registered
-advance flag, so ``en`` never drives the 288-bit state enable). When 1152 is not a multiple of
+Latency: ``ready`` rises ``latency = ceil(1152 / W) + 2`` cycles after ``load`` (``load`` is
+registered first; ``ready`` is low from the cycle after ``load``); then one word per cycle while
+``en`` is held (the state runs ahead into a 4-word buffer on a registered advance flag, so
+``en`` never drives the 288-bit state enable, which is a single flip-flop). When 1152 is not a multiple of
 W the word is assembled with a fixed offset from the previous and the current raw step word, so
 no barrel shifter is needed.
 
@@ -53,7 +54,7 @@ Model
 over instances with numpy, 64 steps per word) compute the same keystream.
 """
 import numpy as np
-from amaranth.hdl import Array, Cat, Const, Module, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -223,7 +224,7 @@ class Trivium(wiring.Component):
     def __init__(self, width=64):
         self.width = width
         self.init_cycles = init_cycles(width)
-        self.latency = self.init_cycles + 1
+        self.latency = self.init_cycles + 2
         super().__init__({
             "key": In(80), "iv": In(80), "load": In(1), "en": In(1),
             "ready": Out(1), "z": Out(width),
@@ -258,50 +259,62 @@ class Trivium(wiring.Component):
 
         # The state advances on a registered flag (`adv`), never on `en` directly: produced
         # words go into a 4-entry buffer and `adv` for the next cycle is decided from the
-        # buffer level assuming no pop. `en` only moves the read pointer, so the wide state
-        # enable is driven by flip-flops (timing) and one word per cycle is sustained.
+        # buffer level assuming no pop. `en` only moves the read pointer, so one word per cycle
+        # is sustained. `load` is registered first (`load_q`), and the enable of the 288-bit
+        # state is one flip-flop (`ce` = load_q | adv, computed a cycle ahead), so neither the
+        # port nor a gate sits between a register and the wide clock enable (timing).
         count = Signal(range(self.init_cycles + 1))
         busy = Signal()       # initialising
         keyed = Signal()      # initialisation done: each advance produces a word
         adv = Signal()
+        load_q = Signal()
+        ce = Signal()
         buf = [Signal(w, name=f"buf{i}") for i in range(4)]
         wr = Signal(2)
         rd = Signal(2)
-        occ = Signal(3)
-        nonempty = Signal()
+        occ = Signal(3)       # thermometer: occ[i] = buffer holds more than i words
+        nonempty = occ[0]
         push = Signal()
         pop = Signal()
+        adv_next = Signal()
+        keyed_next = Signal()
+        wr_next = Signal(2)
+        we = Signal(4)        # buffer write enables (= push & wr == i), registered a cycle ahead
         m.d.comb += [push.eq(adv & keyed), pop.eq(self.en & nonempty)]
-        with m.If(self.load):
+        m.d.sync += [load_q.eq(self.load), ce.eq(self.load | adv_next), adv.eq(adv_next),
+                     keyed.eq(keyed_next), wr.eq(wr_next),
+                     we.eq(Cat(*[adv_next & keyed_next & (wr_next == i) for i in range(4)]))]
+        m.d.comb += [adv_next.eq(adv), keyed_next.eq(keyed),
+                     wr_next.eq(Mux(load_q, 0, wr + push))]
+        for i in range(4):
+            with m.If(we[i]):
+                m.d.sync += buf[i].eq(word)
+        with m.If(ce):
             m.d.sync += [
-                a.eq(Cat(self.key, Const(0, _LA - 80))),
-                b.eq(Cat(self.iv, Const(0, _LB - 80))),
-                c.eq(Const(0b111 << 108, _LC)),
-                count.eq(self.init_cycles), busy.eq(1), keyed.eq(0), adv.eq(1),
-                wr.eq(0), rd.eq(0), occ.eq(0), nonempty.eq(0),
+                a.eq(Mux(load_q, Cat(self.key, Const(0, _LA - 80)), shifted(a, na, _LA))),
+                b.eq(Mux(load_q, Cat(self.iv, Const(0, _LB - 80)), shifted(b, nb, _LB))),
+                c.eq(Mux(load_q, Const(0b111 << 108, _LC), shifted(c, nc, _LC))),
+                hold.eq(zraw),
             ]
+        with m.If(load_q):
+            m.d.comb += [adv_next.eq(1), keyed_next.eq(0)]
+            m.d.sync += [count.eq(self.init_cycles), busy.eq(1), rd.eq(0), occ.eq(0)]
         with m.Else():
-            with m.If(adv):
-                m.d.sync += [
-                    a.eq(shifted(a, na, _LA)),
-                    b.eq(shifted(b, nb, _LB)),
-                    c.eq(shifted(c, nc, _LC)),
-                    hold.eq(zraw),
-                ]
-            with m.If(push):
-                for i in range(4):
-                    with m.If(wr == i):
-                        m.d.sync += buf[i].eq(word)
-                m.d.sync += wr.eq(wr + 1)
             with m.If(pop):
                 m.d.sync += rd.eq(rd + 1)
-            occ_next = occ + push - pop
-            m.d.sync += [occ.eq(occ_next), nonempty.eq(occ_next != 0)]
+            # occupancy as a thermometer code (occ[i] = more than i words), so no adder
+            # sits behind the pop
+            with m.If(push & ~pop):
+                m.d.sync += occ.eq(Cat(1, occ[:2]))
+            with m.Elif(pop & ~push):
+                m.d.sync += occ.eq(Cat(occ[1:], 0))
             with m.If(busy):
                 m.d.sync += count.eq(count - 1)
                 with m.If(count == 1):
-                    m.d.sync += [busy.eq(0), keyed.eq(1)]
+                    m.d.sync += busy.eq(0)
+                    m.d.comb += keyed_next.eq(1)
             with m.Else():
-                m.d.sync += adv.eq(keyed & (occ + push <= 2))
-        m.d.comb += [self.ready.eq(nonempty), self.z.eq(Array(buf)[rd])]
+                # at most 2 words after this cycle's push (assuming no pop)
+                m.d.comb += adv_next.eq(keyed & ~occ[2] & ~(push & occ[1]))
+        m.d.comb += [self.ready.eq(nonempty & ~load_q), self.z.eq(Array(buf)[rd])]
         return m

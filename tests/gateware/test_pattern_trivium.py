@@ -108,7 +108,7 @@ def rtl_keystream(width, key, iv, nbits, stalls=None):
         while not ctx.get(dut.ready):
             await ctx.tick()
             cycles += 1
-        assert cycles == dut.latency == init_cycles(width) + 1
+        assert cycles == dut.latency == init_cycles(width) + 2
         while len(out) < nwords:
             en = 1 if stalls is None else int(rng.random() < 0.7)
             ctx.set(dut.en, en)
