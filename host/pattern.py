@@ -263,10 +263,9 @@ def _keystream(klo, khi, vlo, vhi, out):
 def _extract(words, t, S):
     bit = t * S
     wi = bit >> 6
-    sh = bit & 63
-    v = words[wi] >> _U(sh)
-    if sh:
-        v |= words[wi + 1] << _U(64 - sh)
+    sh = _U(bit & 63)
+    # branch-free: (x << 1) << (63 - sh) is x << (64 - sh) for sh > 0 and 0 for sh = 0
+    v = (words[wi] >> sh) | ((words[wi + 1] << _U(1)) << (_U(63) - sh))
     return v & _U((1 << S) - 1)
 
 
@@ -310,28 +309,20 @@ def _map_one(i, w, pos, R, m, mdi, t0, t1, t2, t3, n_q, n_r, rp0, rstep, im_lut,
     u2 = np.int64((w >> _U(R)) & mask)
     rbit = np.int64((w >> _U(2 * R)) & _U(1))
     ph = np.int64((w >> _U(2 * R + 1)) & _U(pmask))
+    # Branch-free: the compares are random, so branches would mispredict about half the
+    # time. Sums of compares equal the threshold cascades because the thresholds are
+    # ordered (MDI thr0 <= thr1 <= thr2, SNS thr2 <= thr3; PatternRegs.check enforces it).
     if mdi:
-        if u1 < t0:
-            c = 0
-        elif u1 < t1:
-            c = 1
-        elif u1 < t2:
-            c = 2
-        else:
-            c = 3
+        c = np.int64(u1 >= t0) + np.int64(u1 >= t1) + np.int64(u1 >= t2)
         bit = rbit
-        basis = 1 if c >= 1 else 0
+        basis = np.int64(c >= 1)
     else:
-        if u1 < t0:
-            c = 1 if u2 < t1 else 0
-        elif u2 < t2:
-            c = 2
-        elif u2 < t3:
-            c = 3
-        else:
-            c = 4
-        bit = 1 if c == 1 else 0
-        basis = 1 if c >= 2 else 0
+        z = np.int64(u1 < t0)
+        zs = np.int64(u2 < t1)
+        cx = 2 + np.int64(u2 >= t2) + np.int64(u2 >= t3)
+        c = cx + z * (zs - cx)
+        bit = z & zs
+        basis = 1 - z
     if n_r > 0:
         if pos >= n_q:
             c = 5
