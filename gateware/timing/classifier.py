@@ -88,7 +88,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from ..regs import Access, Reg
-from .tagger import Click
+from .tagger import Click, fifo_head
 from .tdc import UNITS_PER_CYCLE
 
 __all__ = ["SlotClock", "slot_clock_model", "slot_config", "SlotClassifier", "RecordWord",
@@ -303,8 +303,8 @@ class SlotClassifier(wiring.Component):
         m = Module()
         L = self.lanes
         m.submodules.rfifo = rfifo = SyncFIFOBuffered(width=64, depth=self.record_depth)
-        m.d.comb += [rfifo.r_en.eq(self.records_rd), self.record_level.eq(rfifo.level)]
-        m.d.comb += self.records.eq(Mux(rfifo.r_rdy, rfifo.r_data, 0))
+        head, head_valid = fifo_head(m, rfifo, self.records_rd, "records")
+        m.d.comb += [self.records.eq(head), self.record_level.eq(rfifo.level + head_valid)]
 
         # Front end (p1..p8): slot, phase, gate, lane and detector bit of every click, one
         # click per cycle, never stalled. Clicks are accepted only while the skid FIFO behind

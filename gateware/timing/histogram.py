@@ -22,8 +22,8 @@ Increments are a pipelined read-modify-write (read issued, data registered, incr
 write) whose write stage takes the newer of the two writes still in flight when its bin matches
 (forwarding), so clicks in one bin 1, 2 or more cycles apart are all counted. Latency from ``a``
 to the bin written: 8 cycles (start-stop: register, dt, dt * units, minus offset, shift, range,
-then read-modify-write), 5 (phase). ``hist_data`` is registered: read it two cycles after
-writing ``hist_addr``. Clicks still in the pipeline when a clear starts are discarded with the
+then read-modify-write), 5 (phase). ``hist_data`` is registered twice: read it three cycles
+after writing ``hist_addr``. Clicks still in the pipeline when a clear starts are discarded with the
 old contents. :func:`histogram_model` is a sequence model (latency does not enter it).
 """
 import numpy as np
@@ -190,7 +190,9 @@ class Histogrammer(wiring.Component):
             m.d.comb += [wp.addr.eq(clr), wp.data.eq(0), wp.en.eq(1)]
         with m.Else():
             m.d.comb += [wp.addr.eq(aw), wp.data.eq(new), wp.en.eq(vw)]
-        return hp.data
+        hq = sig("hq", 32)                      # the block RAM's output, registered
+        m.d.sync += hq.eq(hp.data)
+        return hq
 
 
 def histogram_model(annotated, cfg, channels, bins):

@@ -61,7 +61,8 @@ from amaranth.lib.wiring import In, Out
 from ..regs import Access, Reg
 from .tdc import UNITS_PER_CYCLE
 
-__all__ = ["TagWord", "Click", "FLAG_VALID", "FLAG_RAW", "FLAG_LOST", "COARSE_BITS", "FINE_BITS",
+__all__ = ["TagWord", "Click", "fifo_head", "HeadModel",
+           "FLAG_VALID", "FLAG_RAW", "FLAG_LOST", "COARSE_BITS", "FINE_BITS",
            "Tagger", "TaggerConfig", "tagger_model", "FifoModel", "decode_tags", "encode_tag",
            "unwrap_coarse",
            "timestamps"]
@@ -244,15 +245,16 @@ class Tagger(wiring.Component):
         m.d.comb += [wp.addr.eq(self.cal_addr), wp.data.eq(self.cal_data),
                      wp.en.eq(self.cal_data_stb),
                      rp.addr.eq(Cat(sel_code, sel.channel)), rp.en.eq(adv)]
-        raw_q = Signal()
-        code_q = Signal(cb)
+        # Stage lk waits for the table (a block RAM's output is slow): st registers it.
+        lk_valid, lk_raw = Signal(), Signal()
+        lk = Signal(Click)
+        lk_code = Signal(cb)
         with m.If(adv):
-            m.d.sync += [st_valid.eq(sel_valid), st.eq(sel), raw_q.eq(sel_raw),
-                         code_q.eq(sel_code)]
-        payload = Signal(Click)
-        m.d.comb += [payload.eq(st), payload.fine.eq(rp.data)]
-        with m.If(raw_q):
-            m.d.comb += payload.fine.eq(code_q)
+            m.d.sync += [lk_valid.eq(sel_valid), lk.eq(sel), lk_raw.eq(sel_raw),
+                         lk_code.eq(sel_code),
+                         st_valid.eq(lk_valid), st.eq(lk),
+                         st.fine.eq(Mux(lk_raw, lk_code, rp.data))]
+        payload = st
         m.d.comb += self.o.payload.eq(payload)
         with m.If(fire):
             m.d.sync += self.tagged.eq(self.tagged + 1)
@@ -261,10 +263,9 @@ class Tagger(wiring.Component):
         tw = TagWord(tagf.w_data)
         m.d.comb += [tw.channel.eq(payload.channel), tw.flags.eq(payload.flags),
                      tw.fine.eq(payload.fine), tw.coarse.eq(payload.coarse),
-                     tagf.w_en.eq(fire & self.tag_enable),
-                     tagf.r_en.eq(self.tags_rd),
-                     self.tag_level.eq(tagf.level)]
-        m.d.comb += self.tags.eq(Mux(tagf.r_rdy, tagf.r_data, 0))
+                     tagf.w_en.eq(fire & self.tag_enable)]
+        head, head_valid = fifo_head(m, tagf, self.tags_rd, "tags")
+        m.d.comb += [self.tags.eq(head), self.tag_level.eq(tagf.level + head_valid)]
         return m
 
 
@@ -299,6 +300,55 @@ class TaggerConfig:
             object.__setattr__(self, "cal_init", tuple(int(x) for x in self.cal_init))
             if min(self.cal_init) < 0 or max(self.cal_init) >= 1 << FINE_BITS:
                 raise ValueError(f"cal_init entries must fit in {FINE_BITS} bits")
+
+
+def fifo_head(m, fifo, rd, name):
+    """Register the head of ``fifo`` behind it (a block RAM's output is slow).
+
+    Returns ``(data, valid)``: ``data`` is the head (0 when empty), ``rd`` pops it and the next
+    head is there in the following cycle; ``fifo.r_en`` is driven here. Model:
+    :class:`HeadModel`.
+    """
+    data = Signal(fifo.width, name=f"{name}_head")
+    valid = Signal(name=f"{name}_head_valid")
+    pop = rd & valid
+    load = ~valid | pop
+    m.d.comb += fifo.r_en.eq(load)
+    with m.If(load & fifo.r_rdy):
+        m.d.sync += [data.eq(fifo.r_data), valid.eq(1)]
+    with m.Elif(pop):
+        m.d.sync += [data.eq(0), valid.eq(0)]
+    return data, valid
+
+
+class HeadModel:
+    """Cycle model of a ``SyncFIFOBuffered`` followed by :func:`fifo_head`."""
+
+    def __init__(self, depth):
+        self.fifo = FifoModel(depth)
+        self.valid, self.data = False, 0
+
+    @property
+    def w_rdy(self):
+        return self.fifo.w_rdy
+
+    @property
+    def level(self):
+        return self.fifo.level + int(self.valid)
+
+    def step(self, w_en, w_data, rd):
+        """Advance one clock (``rd``: pop the head)."""
+        pop = rd and self.valid
+        load = (not self.valid) or pop
+        if load and self.fifo.r_rdy:
+            data, valid = self.fifo.r_data, True
+        elif pop:
+            data, valid = 0, False
+        else:
+            data, valid = self.data, self.valid
+        done = self.fifo.step(w_en, w_data, load)
+        self.data, self.valid = data, valid
+        return done
 
 
 class FifoModel:
@@ -344,12 +394,13 @@ def tagger_model(hit, code, slot_edge, phase_edge, o_ready, tags_rd, cfg, raw=0,
     n, cb = cfg.channels, cfg.code_bits
     cycles = len(hit)
     table = np.zeros(n << cb, np.int64) if cfg.cal_init is None else np.array(cfg.cal_init)
-    batch, tagf = FifoModel(cfg.batch_depth), FifoModel(cfg.tag_depth)
+    batch, tagf = FifoModel(cfg.batch_depth), HeadModel(cfg.tag_depth)
     coarse, pending = cfg.coarse_init, np.zeros(n, bool)
     lost = np.zeros(n, np.int64)
     cur_mask, cur = 0, None
     st_valid, st = False, None
     sel_valid, sel = False, None
+    lk_valid, lk = False, None
     tagged = 0
     out = {k: np.zeros(cycles, np.int64) for k in ("o_valid", "tag_level", "tagged")}
     out["o_payload"] = np.zeros(cycles, object)
@@ -360,7 +411,7 @@ def tagger_model(hit, code, slot_edge, phase_edge, o_ready, tags_rd, cfg, raw=0,
         payload = _click_int(st) if st_valid else 0
         out["o_valid"][k] = o_valid
         out["o_payload"][k] = payload if o_valid else 0
-        out["tags"][k] = tagf.r_data if tagf.r_rdy else 0
+        out["tags"][k] = tagf.data
         out["tag_level"][k] = tagf.level
         out["tagged"][k] = tagged
         out["lost"][k] = lost
@@ -382,9 +433,10 @@ def tagger_model(hit, code, slot_edge, phase_edge, o_ready, tags_rd, cfg, raw=0,
             else:
                 pending = pending | h
                 lost = (lost + h) & 0xFFFF_FFFF
-        # Stage 1 (sel) and stage 2 (st, the output) registers.
+        # Stages sel, lk (table read) and st (the output) registers.
         if adv:
-            st_valid, st = sel_valid, sel
+            st_valid, st = lk_valid, lk
+            lk_valid, lk = sel_valid, sel
             sel_valid = take
             if take:
                 c = cur["codes"][ch]

@@ -33,7 +33,7 @@ def rtl_hist(ann, gaps, cfg, channels, bins, clear_first=False):
             vals = []
             for b in range(bins):
                 ctx.set(dut.hist_addr, b)
-                await ctx.tick().repeat(2)   # read port, then the hist_data register
+                await ctx.tick().repeat(3)   # read port, its register, hist_data register
                 vals.append(ctx.get(dut.hist_data))
             out[key] = np.array(vals)
         out["singles"] = np.array([ctx.get(getattr(dut, f"singles_{c}"))
