@@ -44,9 +44,12 @@ not by fine time). When the batch buffer is full the cycle's hits are counted in
 and the channel's next tag carries ``lost_before``: a hit is tagged, counted as lost, or counted
 as dead in the TDC, never dropped silently. Sustained throughput: one click per cycle.
 Pipeline: the serializer's choice (channel, its code) is registered (stage ``sel``), the
-calibration table is read with that registered address and its output is the ``o`` payload
-(stage ``st``); both stages advance when ``o`` is free or accepted. A hit presented in cycle
-``k`` is on ``o`` in cycle ``k + 5`` when nothing waits; :func:`tagger_model` is cycle-exact.
+calibration table is read at that registered address (stage ``lk``) and its output registered
+into the ``o`` payload (stage ``st``; a block RAM's output is too slow to use directly); the
+stages advance when ``o`` is free or accepted. A hit presented in cycle ``k`` is on ``o`` in
+cycle ``k + 6`` when nothing waits. The tag FIFO's head is a register behind the FIFO
+(:func:`fifo_head`): ``tags`` is there the cycle after the previous head was popped, and
+``tag_level`` counts it. :func:`tagger_model` is cycle-exact.
 """
 import collections
 import dataclasses
