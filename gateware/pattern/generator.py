@@ -83,9 +83,9 @@ element ``j`` of the payload is slot ``base + j`` of the clock. Each lane is a `
 
 Timing (all in clock cycles; none of it changes which setting slot ``s`` gets, only when it
 appears): a ``ctrl`` write acts 2 cycles after its strobe (``ctrl_stb``); the random word of a
-clock reaches ``o`` 5 cycles after it is popped; ``ready`` of a Trivium core rises
+clock reaches ``o`` 6 cycles after it is popped; ``ready`` of a Trivium core rises
 ``init_cycles(S) + 2`` cycles after its load, and the first slots of a Trivium start appear
-``init_cycles(S) + 11`` cycles after the strobe. Writing ``ctrl`` restarts the generator at
+``init_cycles(S) + 13`` cycles after the strobe. Writing ``ctrl`` restarts the generator at
 frame ``frame0`` (``frame`` and ``frame_pos`` give the next slot to be drawn). Writing
 ``run = 1`` clears the counters and drops slots still in the pipeline; writing ``run = 0`` stops
 and lets the last stage drain; so every slot counted is emitted and vice versa (the counters
@@ -96,9 +96,10 @@ after a write, and on values derived from them one cycle later.
 Pipeline (for timing closure at 200 MHz on ECP5): the frame and block positions are count-down
 counters whose terminal flags are the registered sign bits of the decrement; ``go`` (a clock
 carries slots) is a flip-flop; the Trivium state enable and buffer write enables are
-flip-flops; the three source words (two Trivium sets, QRNG FIFO) are registered before the
-source select; the threshold compares are registered before the class mapping; frame + 1 and
-frame + 2 are precomputed; the 64-bit counters are two 32-bit halves with a registered carry.
+flip-flops; the three source words (two Trivium sets from their registered outputs, QRNG
+FIFO) are registered before the source select; the threshold compares are registered before
+the class mapping; frame + 1 and frame + 2 are precomputed; the 64-bit counters are two
+32-bit halves with a registered carry.
 
 Model
 -----
@@ -595,15 +596,24 @@ class PatternGenerator(wiring.Component):
                      self.status.eq(Cat(run, keyed))]
 
         # ---------------- stage 1: register the three source words, then select
-        triv_raw = [Cat(*[c.z for c in cores[s]]) for s in range(2)]
+        # The Trivium words are taken from the cores' registered outputs (`z_q`: the word
+        # popped in cycle t is there at t + 1); the QRNG word and the slot flags are delayed
+        # to match, then all three sources are registered once more before the select.
+        q_b = Signal(L * S)
+        sel_b = Signal(2)           # 0/1: Trivium set, 2: QRNG
+        v_b, ref_b, idle_b = Signal(), Signal(), Signal()
+        rph_b = Signal(max(mb, 1))
+        m.d.sync += [q_b.eq(fifo.r_data), sel_b.eq(Mux(qrng, 2, sel)), v_b.eq(gate),
+                     ref_b.eq(is_ref), idle_b.eq(qrng & ~fifo.r_rdy), rph_b.eq(rph)]
+        triv_raw = [Cat(*[c.z_q for c in cores[s]]) for s in range(2)]
         src_a = [Signal(L * S, name=f"src{i}_a") for i in range(3)]
-        sel_a = Signal(2)           # 0/1: Trivium set, 2: QRNG
+        sel_a = Signal(2)
         v_a, ref_a, idle_a = Signal(), Signal(), Signal()
         rph_a = Signal(max(mb, 1))
         m.d.sync += [
-            src_a[0].eq(triv_raw[0]), src_a[1].eq(triv_raw[1]), src_a[2].eq(fifo.r_data),
-            sel_a.eq(Mux(qrng, 2, sel)),
-            v_a.eq(gate), ref_a.eq(is_ref), idle_a.eq(qrng & ~fifo.r_rdy), rph_a.eq(rph),
+            src_a[0].eq(triv_raw[0]), src_a[1].eq(triv_raw[1]), src_a[2].eq(q_b),
+            sel_a.eq(sel_b), v_a.eq(v_b & ~start), ref_a.eq(ref_b), idle_a.eq(idle_b),
+            rph_a.eq(rph_b),
         ]
         raw1 = Signal(L * S)
         v1, ref1, idle1 = Signal(), Signal(), Signal()

@@ -40,13 +40,15 @@ Members
 * ``en: In(1)``: consume the current keystream word (advance W steps) when ``ready``.
 * ``ready: Out(1)``: initialisation is complete and ``z`` holds keystream.
 * ``z: Out(W)``: the current keystream word; bit ``b`` is keystream bit ``i*W + b`` of word i.
+* ``z_q: Out(W)``: ``z`` one cycle later (a register beside the buffer), for a consumer that
+  takes the word consumed in cycle t at t + 1.
 
 Latency: ``ready`` rises ``latency = ceil(1152 / W) + 2`` cycles after ``load`` (``load`` is
 registered first; ``ready`` is low from the cycle after ``load``); then one word per cycle while
 ``en`` is held (the state runs ahead into a 4-word buffer on a registered advance flag, so
-``en`` never drives the 288-bit state enable, which is a single flip-flop). When 1152 is not a multiple of
-W the word is assembled with a fixed offset from the previous and the current raw step word, so
-no barrel shifter is needed.
+``en`` never drives the 288-bit state enable, which is a single flip-flop). When 1152 is not a
+multiple of W the word is assembled with a fixed offset from the previous and the current raw
+step word, so no barrel shifter is needed.
 
 Model
 -----
@@ -213,6 +215,7 @@ class Trivium(wiring.Component):
     en : In(1)
     ready : Out(1)
     z : Out(width)
+    z_q : Out(width)
     """
 
     def __new__(cls, width=64, **kwargs):
@@ -227,7 +230,7 @@ class Trivium(wiring.Component):
         self.latency = self.init_cycles + 2
         super().__init__({
             "key": In(80), "iv": In(80), "load": In(1), "en": In(1),
-            "ready": Out(1), "z": Out(width),
+            "ready": Out(1), "z": Out(width), "z_q": Out(width),
         })
 
     def elaborate(self, platform):
@@ -260,14 +263,17 @@ class Trivium(wiring.Component):
         # The state advances on a registered flag (`adv`), never on `en` directly: produced
         # words go into a 4-entry buffer and `adv` for the next cycle is decided from the
         # buffer level assuming no pop. `en` only moves the read pointer, so one word per cycle
-        # is sustained. `load` is registered first (`load_q`), and the enable of the 288-bit
-        # state is one flip-flop (`ce` = load_q | adv, computed a cycle ahead), so neither the
-        # port nor a gate sits between a register and the wide clock enable (timing).
-        count = Signal(range(self.init_cycles + 1))
+        # is sustained. The control restarts in the `load` cycle; the state takes key and IV
+        # one cycle later from flip-flop selects (`ld_ab` for A and B, `ld_c` for C: two
+        # copies, kept apart by their initial values, which never act because `ce` is low
+        # after reset), and the enable of the 288-bit state is one flip-flop (`ce`, computed a
+        # cycle ahead), so no gate sits between a register and the wide selects (timing).
+        count = Signal(range(self.init_cycles + 2))
         busy = Signal()       # initialising
         keyed = Signal()      # initialisation done: each advance produces a word
         adv = Signal()
-        load_q = Signal()
+        ld_ab = Signal()
+        ld_c = Signal(init=1)
         ce = Signal()
         buf = [Signal(w, name=f"buf{i}") for i in range(4)]
         wr = Signal(2)
@@ -281,24 +287,25 @@ class Trivium(wiring.Component):
         wr_next = Signal(2)
         we = Signal(4)        # buffer write enables (= push & wr == i), registered a cycle ahead
         m.d.comb += [push.eq(adv & keyed), pop.eq(self.en & nonempty)]
-        m.d.sync += [load_q.eq(self.load), ce.eq(self.load | adv_next), adv.eq(adv_next),
+        m.d.sync += [ld_ab.eq(self.load), ld_c.eq(self.load),
+                     ce.eq(self.load | adv_next), adv.eq(adv_next),
                      keyed.eq(keyed_next), wr.eq(wr_next),
                      we.eq(Cat(*[adv_next & keyed_next & (wr_next == i) for i in range(4)]))]
         m.d.comb += [adv_next.eq(adv), keyed_next.eq(keyed),
-                     wr_next.eq(Mux(load_q, 0, wr + push))]
+                     wr_next.eq(Mux(self.load, 0, wr + push))]
         for i in range(4):
             with m.If(we[i]):
                 m.d.sync += buf[i].eq(word)
         with m.If(ce):
             m.d.sync += [
-                a.eq(Mux(load_q, Cat(self.key, Const(0, _LA - 80)), shifted(a, na, _LA))),
-                b.eq(Mux(load_q, Cat(self.iv, Const(0, _LB - 80)), shifted(b, nb, _LB))),
-                c.eq(Mux(load_q, Const(0b111 << 108, _LC), shifted(c, nc, _LC))),
+                a.eq(Mux(ld_ab, Cat(self.key, Const(0, _LA - 80)), shifted(a, na, _LA))),
+                b.eq(Mux(ld_ab, Cat(self.iv, Const(0, _LB - 80)), shifted(b, nb, _LB))),
+                c.eq(Mux(ld_c, Const(0b111 << 108, _LC), shifted(c, nc, _LC))),
                 hold.eq(zraw),
             ]
-        with m.If(load_q):
+        with m.If(self.load):
             m.d.comb += [adv_next.eq(1), keyed_next.eq(0)]
-            m.d.sync += [count.eq(self.init_cycles), busy.eq(1), rd.eq(0), occ.eq(0)]
+            m.d.sync += [count.eq(self.init_cycles + 1), busy.eq(1), rd.eq(0), occ.eq(0)]
         with m.Else():
             with m.If(pop):
                 m.d.sync += rd.eq(rd + 1)
@@ -316,5 +323,6 @@ class Trivium(wiring.Component):
             with m.Else():
                 # at most 2 words after this cycle's push (assuming no pop)
                 m.d.comb += adv_next.eq(keyed & ~occ[2] & ~(push & occ[1]))
-        m.d.comb += [self.ready.eq(nonempty & ~load_q), self.z.eq(Array(buf)[rd])]
+        m.d.comb += [self.ready.eq(nonempty), self.z.eq(Array(buf)[rd])]
+        m.d.sync += self.z_q.eq(self.z)
         return m
