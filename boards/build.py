@@ -313,7 +313,7 @@ def make_report(out_dir, *, board, node, top, wall_s=None):
     return {
         "board": board.name,
         "node": node,
-        "gateware_version": _hex_version(),
+        "gateware_version": _hex_version(top),
         "device": board.device,
         "pll": {"description": top.pll.describe(), "clki_div": top.pll.clki_div,
                 "clkfb_div": top.pll.clkfb_div, "clkop_div": top.pll.clkop_div,
@@ -328,10 +328,13 @@ def make_report(out_dir, *, board, node, top, wall_s=None):
     }
 
 
-def _hex_version():
-    from combkey.gateware.node import gateware_version
-
-    return f"{gateware_version():08x}"
+def _hex_version(top=None):
+    """The version the node was built with (its ``version`` register), else the checkout's."""
+    version = getattr(getattr(top, "node", None), "version", None)
+    if not isinstance(version, int):
+        from combkey.gateware.node import gateware_version
+        version = gateware_version()
+    return f"{version:08x}"
 
 
 def format_command(argv):
