@@ -5,6 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.combkey-installed
 BOARD  ?= ulx3s-85f
 NODE   ?= transmitter
+SEED   ?= 3
 
 .PHONY: all venv demo test test-slow test-wheel bench lint bitstream bitstream-probe bitstreams regmaps clean
 
@@ -43,7 +44,7 @@ lint: $(STAMP)
 	$(PY) tools/lint_amaranth.py host gateware sim boards tests
 
 bitstream: $(STAMP)
-	$(VENV)/bin/combkey build --board $(BOARD) --node $(NODE)
+	$(VENV)/bin/combkey build --board $(BOARD) --node $(NODE) --seed $(SEED)
 
 bitstream-probe: $(STAMP)
 	$(VENV)/bin/combkey build-probe --board $(BOARD)

@@ -58,6 +58,17 @@ NEXTPNR_REPORT = f"{DESIGN}.nextpnr-report.json"
 #: router2, which routed the composed ULX3S transmitter in 2.5 min where router1 had not
 #: converged after 15 min.
 NEXTPNR_OPTS = f"--report {NEXTPNR_REPORT} --timing-allow-fail --router router2"
+#: nextpnr placement seed used unless ``--seed`` says otherwise. router2 converged within
+#: minutes on the composed ULX3S transmitter with one seed and diverged with another, so a
+#: build that does not converge is worth retrying with another seed (``make bitstream SEED=``).
+DEFAULT_SEED = 3
+
+
+def nextpnr_opts(seed=DEFAULT_SEED):
+    """nextpnr options of a board build (:data:`NEXTPNR_OPTS` and the placement seed)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, not {seed!r}")
+    return f"{NEXTPNR_OPTS} --seed {seed}"
 
 
 class ToolError(RuntimeError):
@@ -136,11 +147,12 @@ def _setup(board_name, node, sys_clk_hz, baud, root):
     return board, top, board.platform(), out_dir
 
 
-def prepare_build(board_name, node, *, sys_clk_hz=None, baud=115200, root="build"):
+def prepare_build(board_name, node, *, sys_clk_hz=None, baud=115200, root="build",
+                  seed=DEFAULT_SEED):
     """Elaborate ``node`` on ``board_name`` and return the :class:`BuildJob` (no tools run)."""
     board, top, platform, out_dir = _setup(board_name, node, sys_clk_hz, baud, root)
     plan = platform.build(top, name=DESIGN, build_dir=str(out_dir), do_build=False,
-                          nextpnr_opts=NEXTPNR_OPTS)
+                          nextpnr_opts=nextpnr_opts(seed))
     return BuildJob(board=board, node=node, top=top, platform=platform, plan=plan,
                     out_dir=out_dir)
 
@@ -150,7 +162,8 @@ def board_node_params(board, node):
     return dict(board.node_params.get(node, {}))
 
 
-def run_build(board_name, node, *, sys_clk_hz=None, baud=115200, root="build"):
+def run_build(board_name, node, *, sys_clk_hz=None, baud=115200, root="build",
+              seed=DEFAULT_SEED):
     """Build the bitstream and write ``report.json``; return the report dictionary.
 
     The build runs amaranth's ``platform.build`` with the YoWASP tools (:func:`toolchain_env`);
@@ -159,10 +172,10 @@ def run_build(board_name, node, *, sys_clk_hz=None, baud=115200, root="build"):
     """
     env = toolchain_env()
     board, top, platform, out_dir = _setup(board_name, node, sys_clk_hz, baud, root)
-    return build_top(board, top, out_dir, node=node, env=env, platform=platform)
+    return build_top(board, top, out_dir, node=node, env=env, platform=platform, seed=seed)
 
 
-def build_top(board, top, out_dir, *, node, env=None, platform=None):
+def build_top(board, top, out_dir, *, node, env=None, platform=None, seed=DEFAULT_SEED):
     """Run amaranth's build of ``top`` (a :class:`NodeOnBoard`) into ``out_dir``; see
     :func:`run_build`."""
     env = toolchain_env() if env is None else env
@@ -179,7 +192,8 @@ def build_top(board, top, out_dir, *, node, env=None, platform=None):
         try:
             os.dup2(log_file.fileno(), 1)
             os.dup2(log_file.fileno(), 2)
-            platform.build(top, name=DESIGN, build_dir=str(out_dir), nextpnr_opts=NEXTPNR_OPTS)
+            platform.build(top, name=DESIGN, build_dir=str(out_dir),
+                           nextpnr_opts=nextpnr_opts(seed))
         finally:
             os.dup2(fd_out, 1)
             os.dup2(fd_err, 2)
@@ -187,6 +201,7 @@ def build_top(board, top, out_dir, *, node, env=None, platform=None):
             os.close(fd_err)
     wall = time.perf_counter() - t0
     report = make_report(out_dir, board=board, node=node, top=top, wall_s=wall)
+    report["nextpnr_seed"] = seed
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 

@@ -25,6 +25,7 @@ import subprocess
 
 import click
 
+from .build import DEFAULT_SEED
 from .nodes import NODE_KINDS
 from .registry import BOARDS, get_board
 
@@ -80,14 +81,15 @@ def print_report(report, echo=click.echo):
     echo(f"bitstream: {report['bitstream']}   wall time: {report['wall_s']} s")
 
 
-def _build(board, node, sys_clk_mhz, baud, out, dry_run, as_json):
+def _build(board, node, sys_clk_mhz, baud, out, dry_run, as_json, seed):
     from .build import ToolError, prepare_build, run_build, toolchain_env
     from .ecp5_pll import PLLError
 
     sys_clk_hz = None if sys_clk_mhz is None else sys_clk_mhz * 1e6
     try:
         if dry_run:
-            job = prepare_build(board, node, sys_clk_hz=sys_clk_hz, baud=baud, root=out)
+            job = prepare_build(board, node, sys_clk_hz=sys_clk_hz, baud=baud, root=out,
+                                seed=seed)
             try:
                 env = toolchain_env()
             except ToolError as e:
@@ -95,7 +97,7 @@ def _build(board, node, sys_clk_mhz, baud, out, dry_run, as_json):
                 env = None
             click.echo(job.describe(env))
             return
-        report = run_build(board, node, sys_clk_hz=sys_clk_hz, baud=baud, root=out)
+        report = run_build(board, node, sys_clk_hz=sys_clk_hz, baud=baud, root=out, seed=seed)
     except (PLLError, ToolError) as e:
         raise click.ClickException(str(e)) from e
     except subprocess.CalledProcessError as e:
@@ -127,8 +129,10 @@ def _make_build_command(name, help_text):
     @_out_option
     @click.option("--dry-run", is_flag=True, help="Print the clock plan and commands only.")
     @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-    def command(board, node, sys_clk_mhz, baud, out, dry_run, as_json):
-        _build(board, node, sys_clk_mhz, baud, out, dry_run, as_json)
+    @click.option("--seed", type=click.IntRange(min=0), default=DEFAULT_SEED, show_default=True,
+                  help="nextpnr placement seed (retry another if routing does not converge).")
+    def command(board, node, sys_clk_mhz, baud, out, dry_run, as_json, seed):
+        _build(board, node, sys_clk_mhz, baud, out, dry_run, as_json, seed)
     return command
 
 
