@@ -275,6 +275,7 @@ class Trivium(wiring.Component):
         ld_ab = Signal()
         ld_c = Signal(init=1)
         ce = Signal()
+        ce_c = Signal(init=1)  # copy of `ce` for C (an advance of the unloaded state is harmless)
         buf = [Signal(w, name=f"buf{i}") for i in range(4)]
         wr = Signal(2)
         rd = Signal(2)
@@ -288,7 +289,8 @@ class Trivium(wiring.Component):
         we = Signal(4)        # buffer write enables (= push & wr == i), registered a cycle ahead
         m.d.comb += [push.eq(adv & keyed), pop.eq(self.en & nonempty)]
         m.d.sync += [ld_ab.eq(self.load), ld_c.eq(self.load),
-                     ce.eq(self.load | adv_next), adv.eq(adv_next),
+                     ce.eq(self.load | adv_next), ce_c.eq(self.load | adv_next),
+                     adv.eq(adv_next),
                      keyed.eq(keyed_next), wr.eq(wr_next),
                      we.eq(Cat(*[adv_next & keyed_next & (wr_next == i) for i in range(4)]))]
         m.d.comb += [adv_next.eq(adv), keyed_next.eq(keyed),
@@ -300,9 +302,10 @@ class Trivium(wiring.Component):
             m.d.sync += [
                 a.eq(Mux(ld_ab, Cat(self.key, Const(0, _LA - 80)), shifted(a, na, _LA))),
                 b.eq(Mux(ld_ab, Cat(self.iv, Const(0, _LB - 80)), shifted(b, nb, _LB))),
-                c.eq(Mux(ld_c, Const(0b111 << 108, _LC), shifted(c, nc, _LC))),
                 hold.eq(zraw),
             ]
+        with m.If(ce_c):
+            m.d.sync += c.eq(Mux(ld_c, Const(0b111 << 108, _LC), shifted(c, nc, _LC)))
         with m.If(self.load):
             m.d.comb += [adv_next.eq(1), keyed_next.eq(0)]
             m.d.sync += [count.eq(self.init_cycles + 1), busy.eq(1), rd.eq(0), occ.eq(0)]

@@ -164,3 +164,13 @@ def test_bench_synthesis_top_converts():
     from combkey.pattern_bench import synth_top
     text = verilog.convert(synth_top(2, 2), name="top")
     assert "module top" in text and "bus__addr" in text
+
+
+@pytest.mark.slow
+def test_bench_generator_alone_converts():
+    from amaranth.back import verilog
+
+    from combkey.pattern_bench import DESIGNS, core_top
+    text = verilog.convert(core_top(2), name="top")
+    assert "o_payload" in text and "ctrl_stb" in text and "count6" in text
+    assert set(DESIGNS) == {"gen_1ch_x1", "gen_1ch_x1_core", "tx_16ch_x1", "tx_4ch_x4"}
