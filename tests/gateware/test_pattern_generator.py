@@ -95,6 +95,33 @@ def test_hw_vs_model_1e5_slots(lanes, mdi):
     check_against_model(params, regs, int(rng.integers(0, 1 << 62)), 100_000)
 
 
+@pytest.mark.parametrize("lanes", [1, 4])
+def test_no_gaps_at_minimum_frame_length(lanes):
+    """Ping-pong re-keying keeps up: at F / L = min_frame_clocks every clock carries slots."""
+    params = GeneratorParams(lanes=lanes)
+    regs = PatternRegs(frame_len=params.min_frame_clocks * lanes, n_q=lanes, n_r=lanes)
+    dut = PatternGenerator(params)
+    sim = make_simulator(dut)
+    valid = []
+
+    async def tb(ctx):
+        for name, value in regs.writes(params, 123, run=False)[:-1]:
+            if name not in ("im_lut", "pm_lut"):
+                ctx.set(getattr(dut, name), value)
+        ctx.set(dut.ctrl, 1)
+        ctx.set(dut.ctrl_stb, 1)
+        await ctx.tick()
+        ctx.set(dut.ctrl_stb, 0)
+        for _ in range(12 * params.min_frame_clocks):
+            await ctx.tick()
+            valid.append(ctx.get(dut.o.valid))
+
+    sim.add_testbench(tb)
+    sim.run()
+    first = valid.index(1)
+    assert valid[first:].count(0) == 0 and len(valid) - first > 10 * params.min_frame_clocks
+
+
 def test_qrng_mode_and_underflow():
     """Pre-filled words map exactly; then quantum slots become IDLE and are counted."""
     rng = np.random.default_rng(7)
