@@ -63,15 +63,16 @@ read), ``record_level`` (R 16), ``clicks`` (R 32), ``out_of_gate`` (R 32), ``cla
 per pattern ``p`` in 0..15). Wrapping counts. The record FIFO back-pressures the tagger: no
 record is dropped. Annotated clicks leave on ``a`` (always ready) for the histograms.
 
-Pipeline (timing): an 8-stage front end (``e = fine - phase_edge - 1``; ``e * recip`` and
-``q * period`` as 18x12 partial products; remainder; slot and phase; gate, lane, detector bit)
+Pipeline (timing): a 9-stage front end (``e = fine - phase_edge - 1``; ``e * recip`` and
+``q * period`` as 18x12 partial products; remainder; correction; slot and phase; gate, lane,
+detector bit)
 that never stalls feeds a ``SKID_DEPTH``-deep skid FIFO; ``i.ready`` is ``inflight <
 SKID_DEPTH`` (clicks accepted and not yet taken), a flip-flop compare. The FIFO head (stage X)
 is compared with every lane's open record as the lanes will be once the click ahead of it
 (stage D) is taken (forwarding), and the result is registered into D. D takes a click unless
 records closed earlier are still being emitted (``busy``, a register): taking it copies the
 records it closes into an emission set that is emitted lowest lane first, one per cycle (record
-stages E1 lane, E2 fields, E3 class and FIFO write). Latency: 12 cycles from an accepted click
+stages E1 lane, E2 fields, E3 class and FIFO write). Latency: 13 cycles from an accepted click
 to ``a`` when nothing waits; a closed record reaches the record FIFO 3 cycles after its click is
 taken. Throughput: one click per cycle plus one cycle per emitted record. Records and
 annotated clicks are identical in content and order to :func:`classifier_model` (a sequence
@@ -357,17 +358,21 @@ class SlotClassifier(wiring.Component):
         s6 = stage("p6", r=range(-(1 << 43), 1 << 43), phn=24, sa=32, sb=32, **carry)
         pass_on(s6, s5, *keep, "phn", "sa", "sb")
         m.d.sync += s6["r"].eq(s5["e"] - s5["qp"])
-        # p7: slot and phase.
-        s7 = stage("p7", slot=32, phase=24, **carry)
-        pass_on(s7, s6, "v", "ch", "coarse", "fine")
-        fix = s6["r"] >= self.period
+        # p6b: the correction (r >= period) and both phase candidates, in parallel.
+        s6b = stage("p6b", fix=1, pa=24, pb=24, phn=24, sa=32, sb=32, **carry)
+        pass_on(s6b, s6, *keep, "phn", "sa", "sb")
         r24 = s6["r"][:24]
-        with m.If(s6["neg"]):
-            m.d.sync += [s7["slot"].eq(s6["slot_edge"]), s7["phase"].eq(s6["phn"])]
-        with m.Elif(fix):
-            m.d.sync += [s7["slot"].eq(s6["sb"]), s7["phase"].eq(p2m1 - r24)]
+        m.d.sync += [s6b["fix"].eq(s6["r"] >= self.period), s6b["pa"].eq(pm1 - r24),
+                     s6b["pb"].eq(p2m1 - r24)]
+        # p7: slot and phase (a select of registered candidates).
+        s7 = stage("p7", slot=32, phase=24, **carry)
+        pass_on(s7, s6b, "v", "ch", "coarse", "fine")
+        with m.If(s6b["neg"]):
+            m.d.sync += [s7["slot"].eq(s6b["slot_edge"]), s7["phase"].eq(s6b["phn"])]
+        with m.Elif(s6b["fix"]):
+            m.d.sync += [s7["slot"].eq(s6b["sb"]), s7["phase"].eq(s6b["pb"])]
         with m.Else():
-            m.d.sync += [s7["slot"].eq(s6["sa"]), s7["phase"].eq(pm1 - r24)]
+            m.d.sync += [s7["slot"].eq(s6b["sa"]), s7["phase"].eq(s6b["pa"])]
         # p8: gate, lane, detector bit.
         phase7, ch7 = s7["phase"], s7["ch"]
         in0 = (phase7 >= self.gate0_lo) & (phase7 < self.gate0_hi)
