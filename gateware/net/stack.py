@@ -796,14 +796,22 @@ class NetStack(wiring.Component):
         icmp_bytes = eth(ETH_IPV4) + ip_hdr + [Const(0, 8), Const(0, 8)] + _be(icmp_csum, 2)
         udp_bytes = eth(ETH_IPV4) + ip_hdr + _be(self.reg_port, 2) + _be(r_port, 2) + \
             _be((rlen + 8)[:16], 2) + [Const(0, 8), Const(0, 8)]
-        hdr_byte = Signal(8)
+        # The header byte is looked up one byte ahead (at ``npos`` = ``pos + 1``, from the
+        # previous byte's cycle on) and registered in ``hdr_q``, so the byte multiplexer is not
+        # between ``pos`` and the output stage; ``in_pl`` (``pos >= hdr_len``) and ``last_q``
+        # (``pos == end``) are registered the same way.
+        npos = Signal(range(BUFFER_BYTES + 64))
+        hdr_next = Signal(8)
+        hdr_q = Signal(8)
+        in_pl = Signal()
+        last_q = Signal()
         with m.Switch(r_kind):
             with m.Case(0):
-                _byte_mux(m, pos, arp_bytes, hdr_byte)
+                _byte_mux(m, npos, arp_bytes, hdr_next)
             with m.Case(1):
-                _byte_mux(m, pos, icmp_bytes, hdr_byte)
+                _byte_mux(m, npos, icmp_bytes, hdr_next)
             with m.Default():
-                _byte_mux(m, pos, udp_bytes, hdr_byte)
+                _byte_mux(m, npos, udp_bytes, hdr_next)
 
         # Request bytes go from the buffer memory straight into a small FIFO (no logic between
         # the memory output and a register): a read is issued only when the FIFO has room for
@@ -830,7 +838,7 @@ class NetStack(wiring.Component):
         # memory address inputs).
         ahead_rx = Signal(range(BUFFER_BYTES + 64))
         ahead_rsp = Signal(range(BUFFER_BYTES + 64))
-        m.d.comb += [a_data.eq(hdr_byte), rxr.addr.eq(ahead_rx), rspr.addr.eq(ahead_rsp)]
+        m.d.comb += [a_data.eq(hdr_q), rxr.addr.eq(ahead_rx), rspr.addr.eq(ahead_rsp)]
         mem_q = Signal(8)
         rx_q = Signal(8)
         rsp_q = Signal(8)
@@ -841,8 +849,8 @@ class NetStack(wiring.Component):
         with m.FSM(name="reply"):
             with m.State("IDLE"):
                 with m.If(start_reply):
-                    m.d.sync += [locked.eq(1), pos.eq(0), rlen.eq(0), rsp_need.eq(0),
-                                 feed_ptr.eq(42), idle_t.eq(0)]
+                    m.d.sync += [locked.eq(1), pos.eq(0), npos.eq(0), rlen.eq(0),
+                                 rsp_need.eq(0), feed_ptr.eq(42), idle_t.eq(0)]
                     with m.If(start_kind == 2):
                         m.next = "PRIME"
                     with m.Else():
@@ -871,7 +879,9 @@ class NetStack(wiring.Component):
                 m.d.sync += [pos.eq(pos + 1), send_end.eq(
                     Mux(r_kind == 0, 41, Mux(r_kind == 1, r_ip_total + 13, rlen + 41)))]
                 with m.If(pos == _Checksum.latency):
-                    m.d.sync += [pos.eq(0), ahead_rx.eq(3), ahead_rsp.eq(3 - 42)]
+                    # npos is 0 here: hdr_q takes byte 0; the frame is longer than 42 bytes.
+                    m.d.sync += [pos.eq(0), npos.eq(1), hdr_q.eq(hdr_next), in_pl.eq(0),
+                                 last_q.eq(0), ahead_rx.eq(3), ahead_rsp.eq(3 - 42)]
                     m.next = "SEND"
             with m.State("SEND"):
                 hdr_len = Mux(r_kind == 0, 42, Mux(r_kind == 1, 38, 42))
@@ -880,12 +890,13 @@ class NetStack(wiring.Component):
                 # then mem_q): the read is issued three bytes ahead. This relies on the consumer
                 # taking one byte per cycle from the middle of the header on, which MacTx does
                 # once a frame started.
-                m.d.comb += [a_valid.eq(1), a_last.eq(pos == end)]
-                with m.If(pos >= hdr_len):
+                m.d.comb += [a_valid.eq(1), a_last.eq(last_q)]
+                with m.If(in_pl):
                     m.d.comb += a_data.eq(mem_q)
                 with m.If(a_fire):
-                    m.d.sync += [pos.eq(pos + 1), ahead_rx.eq(ahead_rx + 1),
-                                 ahead_rsp.eq(ahead_rsp + 1)]
+                    m.d.sync += [pos.eq(pos + 1), npos.eq(npos + 1), hdr_q.eq(hdr_next),
+                                 in_pl.eq(npos >= hdr_len), last_q.eq(npos == end),
+                                 ahead_rx.eq(ahead_rx + 1), ahead_rsp.eq(ahead_rsp + 1)]
                     with m.If(a_last):
                         m.d.sync += locked.eq(0)
                         with m.Switch(r_kind):
