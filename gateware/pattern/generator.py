@@ -671,13 +671,12 @@ class PatternGenerator(wiring.Component):
                 m.d.sync += [lane.cls.eq(cls), lane.bit.eq(bit), lane.phase.eq(phase)]
 
         # ---------------- counters
-        # The per-clock increment is registered first, so the 64-bit carry chain starts at a
-        # flip-flop (counters lag the output by one cycle).
-        # The 64-bit sum is two 32-bit halves with a registered carry; the low half is
-        # delayed one cycle to match, so the value read is always consistent (it lags the
-        # output stream by two cycles). The clear is spread over a chain of flip-flops (one
-        # per counter pair, cycles 1..4 after `clear`; no increment arrives before cycle 6), so
-        # no single net drives the reset of 450 flip-flops.
+        # The per-clock increment is registered first. The 64-bit sum is two 32-bit halves
+        # with a registered carry; the low half is delayed one cycle to match, so the value
+        # read is always consistent (it lags the output stream by two cycles). The clear is
+        # spread over a chain of flip-flops (one per counter pair, 1..4 cycles after `clear`;
+        # the first increment of a new run comes at least 7 cycles after it), so no single
+        # net drives the reset of 450 flip-flops.
         clr = [Signal(name=f"clr{i}") for i in range(4)]
         m.d.sync += [clr[0].eq(clear)] + [clr[i].eq(clr[i - 1]) for i in range(1, 4)]
         for c in range(N_CLASSES):
