@@ -949,8 +949,12 @@ class NetStack(wiring.Component):
         s_bytes = _be(d_mac, 6) + _be(self.mac, 6) + _be(Const(ETH_IPV4, 16), 2) + s_ip_hdr + \
             _be(self.stream_port, 2) + _be(d_port, 2) + _be(s_total - 20, 2) + \
             [Const(0, 8)] * 2 + [hv.word_select(i, 8) for i in range(STREAM_HEADER_BYTES)]
-        s_hdr_byte = Signal(8)
-        _byte_mux(m, spos, s_bytes, s_hdr_byte)
+        # As in the reply engine: the header byte is looked up one byte ahead (``snpos``) and
+        # registered (``s_hdr_q``), so the byte multiplexer is not before the output stage.
+        snpos = Signal(range(42 + STREAM_HEADER_BYTES + 1))
+        s_hdr_next = Signal(8)
+        s_hdr_q = Signal(8)
+        _byte_mux(m, snpos, s_bytes, s_hdr_next)
         # The decision to send uses the FIFO level of the previous cycle (never more than the
         # records present: only this engine pops, and not while it decides).
         n_full = self.records_per_datagram
@@ -976,7 +980,8 @@ class NetStack(wiring.Component):
                     count = Mux(have_full, n_full, level)
                     m.d.sync += [n_rec.eq(count), s_total.eq(28 + STREAM_HEADER_BYTES
                                                                + (count << 3)),
-                                 spos.eq(0), rec_i.eq(0), rbyte.eq(0), wait_t.eq(0)]
+                                 spos.eq(0), snpos.eq(0), rec_i.eq(0), rbyte.eq(0),
+                                 wait_t.eq(0)]
                     m.next = "PREP"
             with m.State("PREP"):
                 m.d.sync += [hdr_fields.seq.eq(seq), hdr_fields.first_index.eq(first_index),
@@ -985,12 +990,13 @@ class NetStack(wiring.Component):
                              hdr_fields.count.eq(n_rec), hdr_fields.flags.eq(1)]
                 m.d.sync += spos.eq(spos + 1)
                 with m.If(spos == _Checksum.latency):
-                    m.d.sync += spos.eq(0)
+                    # snpos is 0 here: s_hdr_q takes byte 0 (the destination MAC's first).
+                    m.d.sync += [spos.eq(0), snpos.eq(1), s_hdr_q.eq(s_hdr_next)]
                     m.next = "HEADER"
             with m.State("HEADER"):
-                m.d.comb += [b_valid.eq(1), b_data.eq(s_hdr_byte)]
+                m.d.comb += [b_valid.eq(1), b_data.eq(s_hdr_q)]
                 with m.If(b_fire):
-                    m.d.sync += spos.eq(spos + 1)
+                    m.d.sync += [spos.eq(spos + 1), snpos.eq(snpos + 1), s_hdr_q.eq(s_hdr_next)]
                     with m.If(spos == 42 + STREAM_HEADER_BYTES - 1):
                         # The first record goes into a shift register (no memory-to-output path).
                         m.d.sync += [rec_sr.eq(rec_q), pop.eq(1), recs_left.eq(n_rec)]
