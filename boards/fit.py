@@ -89,10 +89,20 @@ def _largest(base, per, capacity):
     return best if best else (None, None)
 
 
+_MEMO = {}
+
+
+def _counts(cls, params, workdir):
+    """``synth_counts`` of ``cls(**params)``, memoised per (class, parameters): boards that
+    share node parameters (ULX3S and ECPIX-5) synthesise once."""
+    key = (cls.__name__, tuple(sorted(params.items())))
+    if key not in _MEMO:
+        _MEMO[key] = synth_counts(cls(**params), workdir)
+    return _MEMO[key]
+
+
 def fit_board(board_name, workroot=None):
     """Return the fit rows (transmitter and relay) for ``board_name``."""
-    from amaranth.hdl import Fragment  # noqa: F401  (elaboration happens in rtlil.convert)
-
     from combkey.gateware.node import RelayNode, TransmitterNode
 
     board = get_board(board_name)
@@ -105,9 +115,8 @@ def fit_board(board_name, workroot=None):
         params = dict(board.node_params.get(kind, {}))
         got = []
         for n in counts_at:
-            node = cls(clk_hz=clk, **{**params, key: n})
             work = None if workroot is None else Path(workroot) / f"{board_name}-{kind}-{n}"
-            got.append(synth_counts(node, work))
+            got.append(_counts(cls, {"clk_hz": clk, **params, key: n}, work))
         (n0, n1), (c0, c1) = counts_at, got
         per = {k: (c1[k] - c0[k]) / (n1 - n0) for k in c0}
         n_max, limit = _largest((n0, c0), per, capacity)
