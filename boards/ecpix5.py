@@ -2,8 +2,8 @@
 
 Clocks: the 100 MHz oscillator (K23) feeds one EHXPLLL (Lattice FPGA-TN-02200, "ECP5 and ECP5-5G
 sysCLOCK PLL/DCS/DCC Usage Guide"), VCO 750 MHz: CLKOP /15 is the ``sync`` system clock
-(50 MHz), a secondary output (/6) the 125 MHz ``eth`` domain of the Ethernet stack and MAC, and, when a node
-uses the modulator gearing, another the 250 MHz edge clock (``fast`` = 125 MHz). Another
+(50 MHz), a secondary output (/6) the 125 MHz ``eth`` domain of the Ethernet stack and MAC,
+and, when a node uses the modulator gearing, another the edge clock of the gearing. Another
 ``--sys-clk-mhz`` must divide a VCO frequency that also gives 125 MHz within 100 ppm. The
 reset button (AB1) resets the PLL.
 
