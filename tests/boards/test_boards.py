@@ -76,12 +76,17 @@ def test_full_pin_plan_elaborates(board_name):
                 else f"{entry.resource_name}_0__io"
             assert sites[key] == ball, entry.port
     rtlil = plan.files["top.il"]
-    if top.needs_fast:
+    if top.needs_fast and not top.fast_direct:
         assert rtlil.count("ODDRX2F") >= sum(e.n_pins for e in board.pin_plan
                                               if e.buffer == "oddrx2f")
         assert "ECLKSYNCB" in rtlil and "CLKDIVF" in rtlil
         assert f'FREQUENCY_PIN_CLKOS "{2 * board.fast_clk_hz / 1e6:.6f}"' in rtlil
         assert top.pll.f_secondary == (2 * board.fast_clk_hz,)
+    elif top.needs_fast:
+        # Only ODDRX1F ("ddr") ports: ``fast`` straight from the PLL, no edge-clock tree.
+        assert not any(e.buffer == "oddrx2f" for e in board.pin_plan)
+        assert "ECLKSYNCB" not in rtlil and "ODDRX1F" in rtlil
+        assert top.pll.f_secondary == (board.fast_clk_hz,)
 
 
 def trellis_banks(board):

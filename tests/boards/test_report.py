@@ -108,10 +108,10 @@ def test_missing_outputs_are_named(tmp_path):
 @pytest.mark.parametrize("net, domain", [
     ("$glbnet$clk", "sync"), ("clk", "sync"), ("$glbnet$fast_clk", "fast"),
     ("$glbnet$eclk_pll_clk", "eclk_pll"), ("$glbnet$other_clk", "$glbnet$other_clk"),
-    ("clk25_0__io", "clk25_0__io"),
+    ("clk25_0__io", "clk25_0__io"), ("$glbnet$clocks.eth_clk", "eth"),
 ])
 def test_domain_of_net(net, domain):
-    assert domain_of_net(net, ("sync", "eclk_pll", "fast")) == domain
+    assert domain_of_net(net, ("sync", "eclk_pll", "fast", "eth")) == domain
 
 
 def test_bench_row_from_report(tmp_path):
