@@ -109,13 +109,17 @@ def _build(board, node, sys_clk_mhz, baud, out, dry_run, as_json, seed):
             tail = "\n".join(lines[-5:])
         raise click.ClickException(f"the build failed (status {e.returncode}); see {log}"
                                    + (f":\n{tail}" if tail else "")) from e
+    _show(report, as_json, pathlib.Path(out) / board / node / "report.json")
+
+
+def _show(report, as_json, where):
+    """Print ``report`` (table or JSON); exit with status 1 when timing is not met."""
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
         print_report(report)
     if not report["timing_met"]:
-        raise click.ClickException("timing not met: see the clock table above "
-                                   f"({pathlib.Path(out) / board / node / 'report.json'})")
+        raise click.ClickException(f"timing not met: see the clock table above ({where})")
 
 
 def _make_build_command(name, help_text):
@@ -211,10 +215,4 @@ def build_probe(board, out, as_json):
         report = build_pin_plan_probe(board, root=out)
     except ToolError as e:
         raise click.ClickException(str(e)) from e
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-    else:
-        print_report(report)
-    if not report["timing_met"]:
-        raise click.ClickException("timing not met: see the clock table above "
-                                   f"({pathlib.Path(out) / board / 'pinplan-probe'})")
+    _show(report, as_json, pathlib.Path(out) / board / "pinplan-probe")
