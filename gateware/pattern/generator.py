@@ -84,8 +84,8 @@ element ``j`` of the payload is slot ``base + j`` of the clock. Each lane is a `
 Timing (all in clock cycles; none of it changes which setting slot ``s`` gets, only when it
 appears): a ``ctrl`` write acts 2 cycles after its strobe (``ctrl_stb``); the random word of a
 clock reaches ``o`` 6 cycles after it is popped; ``ready`` of a Trivium core rises
-``init_cycles(S) + 2`` cycles after its load, and the first slots of a Trivium start appear
-``init_cycles(S) + 13`` cycles after the strobe. Writing ``ctrl`` restarts the generator at
+``init_cycles(S) + 1`` cycles after its load, and the first slots of a Trivium start appear
+``init_cycles(S) + 12`` cycles after the strobe. Writing ``ctrl`` restarts the generator at
 frame ``frame0`` (``frame`` and ``frame_pos`` give the next slot to be drawn). Writing
 ``run = 1`` clears the counters and drops slots still in the pipeline; writing ``run = 0`` stops
 and lets the last stage drain; so every slot counted is emitted and vice versa (the counters
@@ -93,11 +93,19 @@ lag ``o`` by 2 cycles and always read as a consistent 64-bit value). Change the 
 only while stopped (``ctrl.run = 0``): the generator works on local copies, taken one cycle
 after a write, and on values derived from them one cycle later.
 
+Register access: only ``ctrl`` and the status registers read back. The configuration
+registers (``key_lo``, ``key_hi``, ``iv_tag``, ``frame0``, ``frame_len``, ``n_q``, ``n_r``,
+``ref_phase``, ``thr0..3``) are write-only (``W1P``: the bank holds the written value, 0 until
+written, and the generator copies it; reading them is refused by the host): a readable word
+costs about 40 LUT4 of read multiplexer per channel, which a 16-channel transmitter cannot
+afford, and the key is not readable at all.
+
 Pipeline (for timing closure at 200 MHz on ECP5): the frame and block positions are count-down
 counters whose terminal flags are the registered sign bits of the decrement; ``go`` (a clock
-carries slots) is a flip-flop; the Trivium state enable and buffer write enables are
-flip-flops; the three source words (two Trivium sets from their registered outputs, QRNG
-FIFO) are registered before the source select; the threshold compares are registered before
+carries slots) is a flip-flop; the Trivium cores take their advance request a cycle ahead,
+so their state enables are flip-flops and they need no output buffer; the three source
+words (two Trivium sets from their registered outputs, QRNG FIFO) are registered before the
+source select; the threshold compares are registered before
 the class mapping; frame + 1 and frame + 2 are precomputed; the 64-bit counters are two
 32-bit halves with a registered carry.
 
@@ -368,8 +376,10 @@ class PatternGenerator(wiring.Component):
     o : Out(stream.Signature(ArrayLayout(slot_layout, lanes), always_ready=True))
         L slot settings per clock.
     <register members> :
-        One per entry of :meth:`registers` (``connect_registers`` convention), plus
-        ``ctrl_stb``, ``im_lut_stb``, ``pm_lut_stb`` and ``qrng_data_stb``.
+        One per entry of :meth:`registers` (``connect_registers`` convention), plus a
+        ``<name>_stb`` write strobe for ``ctrl`` and every write-only register (only
+        ``ctrl_stb``, ``im_lut_stb``, ``pm_lut_stb`` and ``qrng_data_stb`` are used; the
+        configuration registers are copied continuously from the bank's held value).
     """
 
     def __init__(self, params=None):
@@ -380,7 +390,7 @@ class PatternGenerator(wiring.Component):
         for reg in self.registers():
             d = Out if reg.access is Access.R else In
             members[reg.attr()] = d(reg.width)
-            if reg.name in ("ctrl", "im_lut", "pm_lut", "qrng_data"):
+            if reg.access is Access.W1P or reg.name == "ctrl":
                 members[reg.attr() + "_stb"] = In(1)
         super().__init__(members)
 
@@ -393,19 +403,26 @@ class PatternGenerator(wiring.Component):
                 fields=(Field("run", 0, 1, "emit slots"),
                         Field("qrng", 1, 1, "1: random words from qrng_data, 0: Trivium"),
                         Field("mdi", 2, 1, "1: four-intensity MDI mapping, 0: SNS"))),
-            Reg("key_lo", 64, Access.RW, 0, "Trivium key state bits s1..s64 (bit n = s(n+1))."),
-            Reg("key_hi", 16, Access.RW, 0, "Trivium key state bits s65..s80."),
-            Reg("iv_tag", IV_TAG_BITS, Access.RW, 0, "IV bits 52..79 (channel/session tag)."),
-            Reg("frame0", IV_FRAME_BITS, Access.RW, 0, "First frame index after a start."),
-            Reg("frame_len", 32, Access.RW, 65536, "Slots per frame (multiple of lanes)."),
-            Reg("n_q", 32, Access.RW, 65536, "Quantum slots per scheduler period."),
-            Reg("n_r", 32, Access.RW, 0, "Reference slots per period (0: none)."),
-            Reg("ref_phase", 16, Access.RW, 0, "Reference phase slice pattern.",
+            Reg("key_lo", 64, Access.W1P, 0,
+                "Trivium key state bits s1..s64 (bit n = s(n+1)); write-only, held."),
+            Reg("key_hi", 16, Access.W1P, 0, "Trivium key state bits s65..s80; write-only, held."),
+            Reg("iv_tag", IV_TAG_BITS, Access.W1P, 0,
+                "IV bits 52..79 (channel/session tag); write-only, held."),
+            Reg("frame0", IV_FRAME_BITS, Access.W1P, 0,
+                "First frame index after a start; write-only, held."),
+            Reg("frame_len", 32, Access.W1P, 0,
+                "Slots per frame (multiple of lanes); write-only, held."),
+            Reg("n_q", 32, Access.W1P, 0,
+                "Quantum slots per scheduler period; write-only, held."),
+            Reg("n_r", 32, Access.W1P, 0,
+                "Reference slots per period (0: none); write-only, held."),
+            Reg("ref_phase", 16, Access.W1P, 0,
+                "Reference phase slice pattern; write-only, held.",
                 fields=(Field("start", 0, 8, "slice of the first reference slot"),
                         Field("step", 8, 8, "slice increment per reference slot"))),
         ]
-        regs += [Reg(f"thr{i}", R + 1, Access.RW, 0,
-                     f"Threshold {i} in units of 2**-{R} (see mapper table).")
+        regs += [Reg(f"thr{i}", R + 1, Access.W1P, 0,
+                     f"Threshold {i} in units of 2**-{R} (see mapper table); write-only, held.")
                  for i in range(4)]
         regs += [
             Reg("im_lut", 32, Access.W1P, 0, "Write IM LUT entry (cls << 1 | bit).",
@@ -551,9 +568,16 @@ class PatternGenerator(wiring.Component):
         qpop = Signal()
         m.d.sync += qpop.eq(~start & ~stb1 & run & qrng)
         m.d.comb += fifo.r_en.eq(qpop)
+        # The cores take `en` one cycle ahead (see :class:`.trivium.Trivium`): set s consumes
+        # a word in each cycle with `gate & ~qrng & (sel == s)`, so `en` is that expression
+        # on the values those flip-flops take at the next edge.
+        qrng_nx = Signal()
+        sel_nx = Signal()
+        m.d.comb += [qrng_nx.eq(Mux(start, ctrl_q[1], qrng)),
+                     sel_nx.eq(Mux(start, 0, sel ^ (at_last & ~qrng)))]
         for s in range(2):
             for core in cores[s]:
-                m.d.comb += core.en.eq(gate & ~qrng & (sel == s))
+                m.d.comb += core.en.eq(go_nx & ~stb1 & ~qrng_nx & (sel_nx == s))
 
         with m.If(act_reset):
             m.d.sync += [t_clk.eq(0), fr_rem.eq(fc_m3), blk_rem.eq(nq_m2),

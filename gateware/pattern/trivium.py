@@ -37,18 +37,21 @@ Members
 ~~~~~~~
 * ``key: In(80)``, ``iv: In(80)``: little-endian integers as above; sampled on ``load``.
 * ``load: In(1)``: load key/IV into the state and start initialisation (one-cycle pulse).
-* ``en: In(1)``: consume the current keystream word (advance W steps) when ``ready``.
-* ``ready: Out(1)``: initialisation is complete and ``z`` holds keystream.
+* ``en: In(1)``: consume a keystream word in the *next* cycle: ``en`` high in cycle t (with
+  ``ready`` high in t + 1) consumes the word ``z`` shows in cycle t + 1, and ``z`` moves to the
+  following word in t + 2. Held high, one word per cycle. ``en`` is ignored while
+  initialising; it may be raised in the cycle before ``ready`` rises.
+* ``ready: Out(1)``: initialisation is complete and ``z`` holds keystream (a flip-flop).
 * ``z: Out(W)``: the current keystream word; bit ``b`` is keystream bit ``i*W + b`` of word i.
-* ``z_q: Out(W)``: ``z`` one cycle later (a register beside the buffer), for a consumer that
-  takes the word consumed in cycle t at t + 1.
+* ``z_q: Out(W)``: ``z`` one cycle later (a register), for a consumer that takes the word
+  consumed in cycle t at t + 1.
 
-Latency: ``ready`` rises ``latency = ceil(1152 / W) + 2`` cycles after ``load`` (``load`` is
-registered first; ``ready`` is low from the cycle after ``load``); then one word per cycle while
-``en`` is held (the state runs ahead into a 4-word buffer on a registered advance flag, so
-``en`` never drives the 288-bit state enable, which is a single flip-flop). When 1152 is not a
-multiple of W the word is assembled with a fixed offset from the previous and the current raw
-step word, so no barrel shifter is needed.
+Latency: ``ready`` rises ``latency = ceil(1152 / W) + 1`` cycles after ``load`` (``ready`` is low
+from the cycle after ``load``). The state has no output buffer: it holds the current word and
+advances on a flip-flop enable computed from ``en`` one cycle ahead, so no gate sits between
+``en`` and the 288-bit state enable and no read pointer between the state and ``z``. When 1152
+is not a multiple of W the word is assembled with a fixed offset from the previous and the
+current raw step word, so no barrel shifter is needed.
 
 Model
 -----
@@ -56,7 +59,7 @@ Model
 over instances with numpy, 64 steps per word) compute the same keystream.
 """
 import numpy as np
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -227,7 +230,7 @@ class Trivium(wiring.Component):
     def __init__(self, width=64):
         self.width = width
         self.init_cycles = init_cycles(width)
-        self.latency = self.init_cycles + 2
+        self.latency = self.init_cycles + 1
         super().__init__({
             "key": In(80), "iv": In(80), "load": In(1), "en": In(1),
             "ready": Out(1), "z": Out(width), "z_q": Out(width),
@@ -236,9 +239,12 @@ class Trivium(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         w = self.width
-        a = Signal(_LA)       # a[k-1] = s_k
-        b = Signal(_LB)       # b[k-1] = s_{93+k}
-        c = Signal(_LC, init=0b111 << 108)
+        # The state needs no reset (``load`` defines it); reset-less flip-flops leave their
+        # set/reset input free, so the constant parts of the load (C, and the zero tails of A
+        # and B) map onto it instead of onto a multiplexer per bit.
+        a = Signal(_LA, reset_less=True)       # a[k-1] = s_k
+        b = Signal(_LB, reset_less=True)       # b[k-1] = s_{93+k}
+        c = Signal(_LC, reset_less=True)
         # Step i (1..w) uses x_{t+i-d} = register bit (d - i), 0-indexed.
         zr, na, nb, nc = [], [], [], []
         for i in range(1, w + 1):
@@ -256,76 +262,47 @@ class Trivium(wiring.Component):
             low = Cat(*[new[w - k] for k in range(1, w + 1)])   # k = 1..w -> step w+1-k
             return Cat(low, reg[:length - w])
         zraw = Cat(*zr)
-        hold = Signal(w)
+        hold = Signal(w, reset_less=True)
         r = INIT_STEPS % w
         word = Cat(hold[r:], zraw[:r]) if r else zraw     # keystream word at the state
 
-        # The state advances on a registered flag (`adv`), never on `en` directly: produced
-        # words go into a 4-entry buffer and `adv` for the next cycle is decided from the
-        # buffer level assuming no pop. `en` only moves the read pointer, so one word per cycle
-        # is sustained. The control restarts in the `load` cycle; the state takes key and IV
-        # one cycle later from flip-flop selects (`ld_ab` for A and B, `ld_c` for C: two
-        # copies, kept apart by their initial values, which never act because `ce` is low
-        # after reset), and the enable of the 288-bit state is one flip-flop (`ce`, computed a
-        # cycle ahead), so no gate sits between a register and the wide selects (timing).
+        # No output buffer: the state holds the current word, and advances in the cycle after
+        # ``en`` (the consumer asks one cycle ahead), so the state enable is a flip-flop
+        # (``ce``, two copies: one for A, B and ``hold``, one for C) and no read pointer or
+        # multiplexer sits between the state and ``z``. The state takes key and IV in the cycle
+        # after ``load`` from flip-flop selects (``ld_ab``, ``ld_c``), then steps
+        # ``init_cycles`` times; ``ready`` (a flip-flop) rises with the first word at the state.
         count = Signal(range(self.init_cycles + 2))
         busy = Signal()       # initialising
-        keyed = Signal()      # initialisation done: each advance produces a word
-        adv = Signal()
+        keyed = Signal()      # initialisation done: the state holds a keystream word
         ld_ab = Signal()
-        ld_c = Signal(init=1)
+        ld_c = Signal()
         ce = Signal()
-        ce_c = Signal(init=1)  # copy of `ce` for C (an advance of the unloaded state is harmless)
-        buf = [Signal(w, name=f"buf{i}") for i in range(4)]
-        wr = Signal(2)
-        rd = Signal(2)
-        occ = Signal(3)       # thermometer: occ[i] = buffer holds more than i words
-        nonempty = occ[0]
-        push = Signal()
-        pop = Signal()
-        adv_next = Signal()
+        ce_c = Signal()
+        step_next = Signal()
         keyed_next = Signal()
-        wr_next = Signal(2)
-        we = Signal(4)        # buffer write enables (= push & wr == i), registered a cycle ahead
-        m.d.comb += [push.eq(adv & keyed), pop.eq(self.en & nonempty)]
+        m.d.comb += [
+            keyed_next.eq(~self.load & (keyed | (busy & (count == 1)))),
+            step_next.eq(self.load | (busy & (count != 1)) | (self.en & keyed_next)),
+        ]
         m.d.sync += [ld_ab.eq(self.load), ld_c.eq(self.load),
-                     ce.eq(self.load | adv_next), ce_c.eq(self.load | adv_next),
-                     adv.eq(adv_next),
-                     keyed.eq(keyed_next), wr.eq(wr_next),
-                     we.eq(Cat(*[adv_next & keyed_next & (wr_next == i) for i in range(4)]))]
-        m.d.comb += [adv_next.eq(adv), keyed_next.eq(keyed),
-                     wr_next.eq(Mux(self.load, 0, wr + push))]
-        for i in range(4):
-            with m.If(we[i]):
-                m.d.sync += buf[i].eq(word)
+                     ce.eq(step_next), ce_c.eq(step_next), keyed.eq(keyed_next)]
         with m.If(ce):
             m.d.sync += [
                 a.eq(Mux(ld_ab, Cat(self.key, Const(0, _LA - 80)), shifted(a, na, _LA))),
                 b.eq(Mux(ld_ab, Cat(self.iv, Const(0, _LB - 80)), shifted(b, nb, _LB))),
                 hold.eq(zraw),
             ]
-        with m.If(ce_c):
-            m.d.sync += c.eq(Mux(ld_c, Const(0b111 << 108, _LC), shifted(c, nc, _LC)))
+        with m.If(ld_c):
+            m.d.sync += c.eq(Const(0b111 << 108, _LC))
+        with m.Elif(ce_c):
+            m.d.sync += c.eq(shifted(c, nc, _LC))
         with m.If(self.load):
-            m.d.comb += [adv_next.eq(1), keyed_next.eq(0)]
-            m.d.sync += [count.eq(self.init_cycles + 1), busy.eq(1), rd.eq(0), occ.eq(0)]
-        with m.Else():
-            with m.If(pop):
-                m.d.sync += rd.eq(rd + 1)
-            # occupancy as a thermometer code (occ[i] = more than i words), so no adder
-            # sits behind the pop
-            with m.If(push & ~pop):
-                m.d.sync += occ.eq(Cat(1, occ[:2]))
-            with m.Elif(pop & ~push):
-                m.d.sync += occ.eq(Cat(occ[1:], 0))
-            with m.If(busy):
-                m.d.sync += count.eq(count - 1)
-                with m.If(count == 1):
-                    m.d.sync += busy.eq(0)
-                    m.d.comb += keyed_next.eq(1)
-            with m.Else():
-                # at most 2 words after this cycle's push (assuming no pop)
-                m.d.comb += adv_next.eq(keyed & ~occ[2] & ~(push & occ[1]))
-        m.d.comb += [self.ready.eq(nonempty), self.z.eq(Array(buf)[rd])]
-        m.d.sync += self.z_q.eq(self.z)
+            m.d.sync += [count.eq(self.init_cycles + 1), busy.eq(1)]
+        with m.Elif(busy):
+            m.d.sync += count.eq(count - 1)
+            with m.If(count == 1):
+                m.d.sync += busy.eq(0)
+        m.d.comb += [self.ready.eq(keyed), self.z.eq(word)]
+        m.d.sync += self.z_q.eq(word)
         return m

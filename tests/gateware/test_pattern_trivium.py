@@ -91,7 +91,11 @@ def test_model_bad_input_messages():
 
 
 def rtl_keystream(width, key, iv, nbits, stalls=None):
-    """Run the Trivium core and return ``nbits`` keystream bits; ``stalls`` gates ``en``."""
+    """Run the Trivium core and return ``nbits`` keystream bits; ``stalls`` gates ``en``.
+
+    ``en`` asks one cycle ahead: the word is taken from ``z`` in the cycle after ``en`` and
+    checked again in ``z_q`` one cycle later.
+    """
     dut = Trivium(width)
     sim = make_simulator(dut)
     nwords = -(-nbits // width)
@@ -108,13 +112,19 @@ def rtl_keystream(width, key, iv, nbits, stalls=None):
         while not ctx.get(dut.ready):
             await ctx.tick()
             cycles += 1
-        assert cycles == dut.latency == init_cycles(width) + 2
+        assert cycles == dut.latency == init_cycles(width) + 1
+        taken = None
         while len(out) < nwords:
             en = 1 if stalls is None else int(rng.random() < 0.7)
             ctx.set(dut.en, en)
-            if en:
-                out.append(ctx.get(dut.z))
             await ctx.tick()
+            assert ctx.get(dut.ready)
+            if taken is not None:
+                assert ctx.get(dut.z_q) == taken
+            taken = ctx.get(dut.z) if en else None
+            if en:
+                out.append(taken)
+        ctx.set(dut.en, 0)
 
     sim.add_testbench(tb)
     sim.run()

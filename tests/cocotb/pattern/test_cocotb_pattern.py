@@ -36,8 +36,11 @@ class TB:
         return runner.port(self.dut, path)
 
     async def reset(self):
-        for name in ("ctrl_stb", "im_lut_stb", "pm_lut_stb", "qrng_data_stb"):
-            self.p(name).value = 0
+        # every write strobe (the configuration registers' strobes are unused by the generator)
+        for name in ("ctrl", "im_lut", "pm_lut", "qrng_data", "key_lo", "key_hi", "iv_tag",
+                     "frame0", "frame_len", "n_q", "n_r", "ref_phase", "thr0", "thr1", "thr2",
+                     "thr3"):
+            self.p(name + "_stb").value = 0
         self.dut.rst.value = 1
         await ClockCycles(self.dut.clk, 3)
         self.dut.rst.value = 0
