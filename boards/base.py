@@ -45,6 +45,7 @@ attribute (at the node's ``fast_clk_hz`` attribute when it has one, e.g. a trans
 rate / 4, else at ``Board.fast_clk_hz``), and ``eth`` at 125 MHz (a further PLL output) on a
 board with an Ethernet PHY (:mod:`combkey.boards.ethernet`).
 """
+import inspect
 import re
 from dataclasses import dataclass, field
 
@@ -53,6 +54,7 @@ from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Instance, Modul
 from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 
+from ..gateware.timing.tdc import check_line_covers_period
 from .ecp5_pll import ECP5ClockGen, ecp5_pll_config
 
 __all__ = ["BUFFERS", "PinPlanEntry", "Board", "NodeOnBoard", "ODDRX2FOutput", "plan_markdown"]
@@ -187,6 +189,11 @@ class Board:
     #: ``(name, number)`` of an RGMII PHY resource for the Ethernet link (see
     #: :mod:`combkey.boards.ethernet`), or ``None``.
     ethernet: tuple = None
+    #: Domains whose reset goes through a ``DCCA`` onto a global network
+    #: (:class:`~combkey.boards.ecp5_pll.ECP5ClockGen` ``global_reset``). Off by default:
+    #: nextpnr-ecp5 0.11 places that DCCA itself and, depending on the placement, finds no
+    #: fabric route into it (the ULX3S relay failed so; small probe builds routed).
+    global_reset: tuple = ()
 
     def __post_init__(self):
         seen = set()
@@ -347,6 +354,13 @@ class NodeOnBoard(Elaboratable):
         self.pll = ecp5_pll_config(board.clk_in_hz, sys_clk_hz)
         self.clk_hz = round(self.pll.f_out)
         self.baud = baud
+        if getattr(getattr(node_factory, "func", None), "kind", None) == "relay":
+            # The TDC's carry chains time a hit up to the next clock edge: they must be longer
+            # than a clock period, or most hits saturate them (checked before building).
+            taps = node_factory.keywords.get("taps",
+                                             inspect.signature(node_factory.func).parameters[
+                                                 "taps"].default)
+            check_line_covers_period(taps, self.clk_hz)
         self.node = node_factory(clk_hz=self.clk_hz)
         self.ports = []
         for name, _path, member, value in _flat_members(self.node):
@@ -412,7 +426,7 @@ class NodeOnBoard(Elaboratable):
         secondary = tuple(name for name, _ in self.secondary)
         m.submodules.clocks = clocks = ECP5ClockGen(
             self.pll, board.clk_resource, secondary_domains=secondary,
-            rst_resource=board.rst_resource)
+            rst_resource=board.rst_resource, global_reset=board.global_reset)
         # No add_clock_constraint here: Amaranth names a clock net after the first fragment
         # that uses it, which yosys may not keep; nextpnr derives every PLL output's constraint
         # from the EHXPLLL FREQUENCY_PIN_* attributes and carries it through CLKDIVF.

@@ -88,6 +88,6 @@ BOARD = Board(
     # Node sizes for this device (modest; `combkey bench boards` searches the largest).
     # relay: channels = the 2 tdc__in pins of the plan.
     node_params={"transmitter": {"channels": 1, "lanes": 2, "modulator": 4},
-                 "relay": {"lines": 1, "taps": 64, "bins": 128, "tag_depth": 256,
+                 "relay": {"lines": 1, "taps": 512, "bins": 128, "tag_depth": 256,
                            "record_depth": 256}},
 )

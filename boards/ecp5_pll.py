@@ -28,15 +28,24 @@ Gateware
 :class:`ECP5ClockGen` (an ``Elaboratable``: it has no ports, only the board's clock input and
 the clock domains it creates) instantiates ``EHXPLLL`` on the board oscillator and drives the
 ``sync`` domain from CLKOP; each secondary output drives a further named domain. Every domain is
-held in reset until the PLL reports ``LOCK`` (``ResetSynchronizer``), and gets a clock
-constraint of its achieved frequency so nextpnr times it.
+held in reset until the PLL reports ``LOCK`` (optionally with the reset on a global network,
+see :class:`ECP5ClockGen`), and gets a clock constraint of its achieved frequency so nextpnr
+times it.
 """
 import math
 from dataclasses import dataclass, field
 
-from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
+from amaranth.hdl import (
+    ClockDomain,
+    ClockSignal,
+    Elaboratable,
+    Instance,
+    Module,
+    ResetSignal,
+    Signal,
+)
 from amaranth.lib import io
-from amaranth.lib.cdc import ResetSynchronizer
+from amaranth.lib.cdc import AsyncFFSynchronizer, ResetSynchronizer
 
 __all__ = ["LIMITS", "PLLError", "PLLConfig", "ecp5_pll_config", "ECP5ClockGen"]
 
@@ -262,11 +271,21 @@ class ECP5ClockGen(Elaboratable):
     locked : Signal(1), output
         PLL lock, combinational from ``EHXPLLL.LOCK``; every domain is in reset while it is 0.
 
+    Resets: each domain's reset is asserted asynchronously while the PLL is unlocked and released
+    synchronously (two flip-flops). For the domains named in ``global_reset`` (default none;
+    :class:`~amaranth.lib.cdc.AsyncFFSynchronizer`) the released reset is then driven through a
+    ``DCCA`` onto a global network, so that it reaches every flip-flop's LSR of the domain on the
+    clock tree instead of on general routing (nextpnr-ecp5 promotes clock nets only). Not the
+    default: nextpnr-ecp5 0.11 places the DCCA itself and, depending on the placement, finds no
+    fabric route into it (the ULX3S relay failed so; the pin-plan probes of ULX3S, ECPIX-5 and
+    Colorlight routed).
+
     The parent defines the domains (:attr:`domain_names`; Amaranth 0.6 drops upward
     propagation of domains); this block drives their clocks and resets.
     """
 
-    def __init__(self, config, clk_resource, secondary_domains=(), rst_resource=None):
+    def __init__(self, config, clk_resource, secondary_domains=(), rst_resource=None,
+                 global_reset=()):
         if len(secondary_domains) != len(config.clkos_divs):
             raise ValueError(f"secondary_domains must name {len(config.clkos_divs)} domains, "
                              f"not {list(secondary_domains)!r}")
@@ -274,6 +293,7 @@ class ECP5ClockGen(Elaboratable):
         self.clk_resource = clk_resource
         self.secondary_domains = tuple(secondary_domains)
         self.rst_resource = rst_resource
+        self.global_reset = tuple(global_reset)
         self.locked = Signal()
 
     @property
@@ -316,5 +336,14 @@ class ECP5ClockGen(Elaboratable):
                             strict=True))
         for name, clk, _freq in domains:
             m.d.comb += ClockSignal(name).eq(clk)
-            m.submodules[f"rst_sync_{name}"] = ResetSynchronizer(~self.locked, domain=name)
+            if name not in self.global_reset:
+                m.submodules[f"rst_sync_{name}"] = ResetSynchronizer(~self.locked, domain=name)
+                continue
+            rst_local = Signal(init=1, name=f"rst_{name}_local")
+            m.submodules[f"rst_sync_{name}"] = AsyncFFSynchronizer(~self.locked, rst_local,
+                                                                   o_domain=name)
+            rst_global = Signal(name=f"rst_{name}_global")
+            m.submodules[f"rst_dcc_{name}"] = Instance("DCCA", i_CLKI=rst_local, i_CE=1,
+                                                       o_CLKO=rst_global)
+            m.d.comb += ResetSignal(name).eq(rst_global)
         return m

@@ -81,6 +81,6 @@ BOARD = Board(
     # Node sizes for this device (modest; `combkey bench boards` searches the largest).
     # relay: channels = the 2 tdc__in pins of the plan.
     node_params={"transmitter": {"channels": 1, "lanes": 4, "modulator": 4},
-                 "relay": {"lines": 2, "taps": 64, "bins": 256, "tag_depth": 512,
+                 "relay": {"lines": 2, "taps": 512, "bins": 256, "tag_depth": 512,
                            "record_depth": 512}},
 )

@@ -52,6 +52,7 @@ Citation for the method: J. Wu, "Several key issues on implementing delay line b
 FPGAs", IEEE Trans. Nucl. Sci. 57 (2010), doi:10.1109/TNS.2010.2045901 (code density, wave union).
 """
 import dataclasses
+import math
 
 import numpy as np
 from amaranth.hdl import Const, Instance, Module, Mux, Signal
@@ -61,13 +62,40 @@ from amaranth.utils import ceil_log2
 
 from ..regs import Access, Reg
 
-__all__ = ["UNITS_PER_CYCLE", "DelayLineConfig", "DelayLineModel", "ECP5DelayLine", "TDC",
-           "delay_line_placement", "tdc_placement", "SYNTH_PLATFORM",
-           "tdc_model", "check_tdc_params", "code_density_table", "linear_table", "dnl_inl",
-           "popcount_latency"]
+__all__ = ["UNITS_PER_CYCLE", "ECP5_TAP_PS", "check_line_covers_period", "DelayLineConfig",
+           "DelayLineModel", "ECP5DelayLine", "TDC", "delay_line_placement", "tdc_placement",
+           "SYNTH_PLATFORM", "tdc_model", "check_tdc_params", "code_density_table",
+           "linear_table", "dnl_inl", "popcount_latency"]
 
 #: Tagger time units per system clock period.
 UNITS_PER_CYCLE = 38400
+
+#: Nominal mean carry-chain tap of the ECP5 (ps): the value measured on an LFE5U-25F carry chain
+#: that issue 7's benchmark uses. Board builds size the delay lines with it
+#: (:func:`check_line_covers_period`); the real tap depends on device, speed grade, voltage and
+#: temperature, which is why the host calibrates (code density) and reports the range covered.
+ECP5_TAP_PS = 43.0
+
+#: Margin by which ``taps * ECP5_TAP_PS`` must exceed the clock period in a board build.
+LINE_COVER_MARGIN = 1.05
+
+
+def check_line_covers_period(taps, clk_hz, tap_ps=ECP5_TAP_PS, margin=LINE_COVER_MARGIN):
+    """Raise ``ValueError`` naming ``taps`` when a delay line of ``taps`` taps of ``tap_ps``
+    does not cover one clock period of ``clk_hz`` with ``margin``.
+
+    A hit is timed from its arrival to the next clock edge; a line shorter than the period
+    saturates for every hit that arrives earlier than ``taps * tap_ps`` before the edge, so its
+    fine time would be wrong for most hits. Returns the covered fraction of the period.
+    """
+    period_ps = 1e12 / clk_hz
+    covered = taps * tap_ps
+    if covered < margin * period_ps:
+        need = math.ceil(margin * period_ps / tap_ps)
+        raise ValueError(f"taps must cover the {period_ps:.0f} ps clock period with "
+                         f"{margin:g}x margin at {tap_ps:g} ps per tap (at least {need} taps), "
+                         f"not {taps!r} ({covered:.0f} ps)")
+    return covered / period_ps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,7 +203,7 @@ def _popcount(m, bits, group=6):
     level = []
     for i in range(0, len(bits), group):
         g = bits[i:i + group]
-        s = Signal(range(len(g) + 1))
+        s = Signal(range(len(g) + 1), reset_less=True)
         m.d.sync += s.eq(sum(g[j] for j in range(len(g))))
         level.append((s, len(g)))
     while len(level) > 1:
@@ -183,12 +211,12 @@ def _popcount(m, bits, group=6):
         for i in range(0, len(level), 2):
             if i + 1 < len(level):
                 (a, na), (b, nb) = level[i], level[i + 1]
-                s = Signal(range(na + nb + 1))
+                s = Signal(range(na + nb + 1), reset_less=True)
                 m.d.sync += s.eq(a + b)
                 nxt.append((s, na + nb))
             else:
                 a, na = level[i]
-                s = Signal(range(na + 1))
+                s = Signal(range(na + 1), reset_less=True)
                 m.d.sync += s.eq(a)
                 nxt.append((s, na))
         level = nxt
@@ -259,7 +287,7 @@ class ECP5DelayLine(wiring.Component):
             s = sbits[1:self.n + 1]
         # The sum bits go straight into flip-flops (a synchronous set while disabled, no LUT
         # between chain and flip-flop); the inversion to taps is after the flip-flops.
-        sampled = Signal(self.n, init=ones)
+        sampled = Signal(self.n, init=ones, reset_less=True)
         m.d.sync += sampled.eq(Mux(self.enable, s, ones))
         m.d.comb += self.taps.eq(~sampled)
         return m
@@ -365,7 +393,9 @@ class TDC(wiring.Component):
         m = Module()
         pstages = self.latency - 2
         for c in range(self.channels):
-            th = Signal(self.nbits, name=f"th{c}")
+            # Second sampling stage (metastability) and the ones counter carry data only:
+            # no reset, so the reset net does not reach the thousands of tap flip-flops.
+            th = Signal(self.nbits, name=f"th{c}", reset_less=True)
             m.d.sync += th.eq(self.therm[c])
             lead = th[0] | th[1]
             lead_prev = Signal(name=f"lead_prev{c}")

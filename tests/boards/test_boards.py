@@ -172,3 +172,40 @@ def test_docs_carry_the_current_pin_plan(board_name):
     docs = pathlib.Path(__file__).parents[2] / "docs" / "boards.md"
     assert plan_markdown(get_board(board_name)) in docs.read_text(), \
         "docs/boards.md is stale: regenerate its pin-plan tables with plan_markdown()"
+
+
+@pytest.mark.parametrize("global_reset", [(), ("sync",)])
+def test_reset_on_global_network_where_the_board_asks(global_reset, tmp_path, monkeypatch):
+    """With ``sync`` in the board's ``global_reset`` the sync reset leaves its synchroniser
+    through a DCCA (a global network); without, it is plain fabric routing."""
+    import dataclasses
+
+    from combkey.boards import ulx3s
+    board = dataclasses.replace(ulx3s.BOARD, global_reset=global_reset)
+    monkeypatch.setattr(ulx3s, "BOARD", board)
+    job = prepare_build(board.name, "relay", root=tmp_path)
+    il = job.plan.files["top.il"]
+    dcc = re.search(r"cell \\DCCA \\rst_dcc_sync\n(.*?)\n  end", il, re.S)
+    if global_reset:
+        assert dcc is not None, "no DCCA on the sync reset"
+        assert re.search(r"connect \\CLKO ", dcc.group(1))
+    else:
+        assert dcc is None
+
+
+@pytest.mark.parametrize("board_name", sorted(BOARDS))
+def test_relay_delay_lines_cover_the_clock_period(board_name):
+    from combkey.gateware.timing.tdc import ECP5_TAP_PS
+    board = get_board(board_name)
+    taps = board.node_params["relay"]["taps"]
+    assert taps * ECP5_TAP_PS >= 1.05 * 1e12 / board.default_sys_clk_hz
+
+
+def test_relay_with_short_delay_lines_is_refused(tmp_path):
+    board = get_board("ulx3s-85f")
+    params = dict(board.node_params["relay"], taps=64)
+    factory, link_factory = node_factories("relay", params)
+    with pytest.raises(ValueError, match=r"taps must cover the 20000 ps clock period with 1.05x "
+                                         r"margin at 43 ps per tap \(at least 489 taps\), "
+                                         r"not 64 \(2752 ps\)"):
+        NodeOnBoard(board, factory, link_factory)
