@@ -77,3 +77,17 @@ def test_ecp5_netlist_keeps_delay_line_chain(tmp_path):
         assert c["attributes"]["BEL"] == bels[k]
         if k:
             assert c["connections"]["CIN"] == cells[f"cc{k - 1}"]["connections"]["COUT"]
+
+
+def test_board_relay_figures_follow_each_boards_delay_lines():
+    """One row per board, calibrated from that board's relay lines and clock: the code-density
+    bin is the period over the codes used (about tap / lines), and calibration improves RMS."""
+    from combkey.boards.registry import BOARDS, get_board
+    from combkey.tagger import board_relay_figures
+    rows = board_relay_figures(20_000, 4_000, np.random.default_rng(3))
+    assert [r["board"] for r in rows] == sorted(BOARDS)
+    for r in rows:
+        p = get_board(r["board"]).node_params["relay"]
+        assert (r["lines"], r["taps"]) == (p["lines"], p["taps"])
+        assert abs(r["bin_ps"] - 43.0 / p["lines"]) < 0.1 * 43.0 / p["lines"]
+        assert r["rms_error_ps_after_cal"] < r["rms_error_ps_before_cal"]
