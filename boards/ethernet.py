@@ -12,7 +12,13 @@ RTL8211 ``eth_rgmii`` 0) gets, around the usual node top:
 * the node's ``link_records`` stream (relay) into ``core.records`` and the tagger's lost-hit
   counts (sum of ``tagger.lost_<c>``) into ``core.upstream_dropped``;
 * :class:`~combkey.gateware.net.core.RGMIIPins` on the PHY's pins (TXC delayed 2 ns by DELAYG,
-  ``rx_delay_ps=0``: the ECPIX-5's RTL8211 delays RXC itself).
+  ``rx_delay_ps=0``: the ECPIX-5's RTL8211 delays RXC itself), holding the PHY in reset for
+  :data:`PHY_RESET_S` after configuration (:func:`phy_reset_cycles` ``sync`` cycles, see
+  "PHY reset" below);
+* the mux's counters into the node's ``link_mux_*`` members, so the host reads them as the
+  registers ``link.mux_timeouts``, ``link.mux_skipped`` and ``link.mux_answered``
+  (:data:`~combkey.gateware.node.LINK_MUX_REGS`; only a node built with ``ethernet=True`` has
+  them, so a node without Ethernet keeps its map).
 
 The stack and the MAC run in the ``eth`` domain at 125 MHz (1000BASE-T byte clock), a PLL output
 of its own (:class:`~combkey.boards.base.NodeOnBoard`); everything the node sees (byte streams,
@@ -63,12 +69,30 @@ changes. Model: :class:`LinkMuxModel` (cycle by cycle).
 Why not a second bridge: the bank and the bridge are built inside ``Node.elaborate``; a second
 bridge on the same bank needs a bus arbiter there (a change to ``gateware/node.py``).
 
+PHY reset
+---------
+The ECPIX-5 carries a Realtek RTL8211 gigabit PHY (amaranth-boards' ``ECPIX5*Platform``
+resource ``eth_rgmii`` 0, whose ``rst`` is PHYRSTB, active low, ball C13; amaranth-boards does
+not name the part). Realtek's *RTL8211E(G)-VB(VL)-CG Integrated 10/100/1000M Ethernet
+Transceiver* datasheet, hardware reset timing, asks for PHYRSTB held low for at least 10 ms
+(:data:`PHY_RESET_S`) and for at least 30 ms after its release before the first MDC/MDIO access
+(:data:`PHY_RESET_WAIT_S`). (Checked here only through code quoting the datasheet's 10 ms / 30 ms
+for RTL8211 parts; the PDF itself and the board's exact RTL8211 variant were not at hand.) The
+front holds reset for ``ceil(PHY_RESET_S * clk_hz)`` cycles of ``sync`` (the node's clock;
+500,000 at the ECPIX-5's 50 MHz, where the earlier 125,000 cycles were 2.5 ms, a quarter of the
+minimum).
+The gateware makes no MDIO access (MDC low, MDIO released: the PHY runs on its strapped
+defaults) and the stack transmits only in answer to a received frame, which the PHY cannot
+deliver before its link is up (auto-negotiation takes far longer than the 30 ms), so nothing
+needs to wait for :data:`PHY_RESET_WAIT_S`; a future MDIO master must.
+
 Host
 ----
 ``params`` bit 31 = 1 marks a node with the ``net`` block; ``node_regmap_from_params`` rebuilds
 its map with ``ethernet=True``, so ``Device`` accepts such a node over any link.
 """
 import functools
+import math
 import operator
 
 from amaranth.hdl import Const, Module, Mux, Signal
@@ -85,9 +109,11 @@ from combkey.gateware.bridge import (
     crc16,
     encode_request,
 )
+from combkey.gateware.node import LINK_MUX_REGS
 
-__all__ = ["ETH_CLK_HZ", "ETH_DOMAIN", "CORE_PARAMS", "LinkMux", "LinkMuxModel",
-           "SWITCH_REQUEST", "duplicate_response", "EthernetFront", "ethernet_factories"]
+__all__ = ["ETH_CLK_HZ", "ETH_DOMAIN", "CORE_PARAMS", "PHY_RESET_S", "PHY_RESET_WAIT_S",
+           "phy_reset_cycles", "LinkMux", "LinkMuxModel", "SWITCH_REQUEST",
+           "duplicate_response", "EthernetFront", "ethernet_factories"]
 
 #: Frequency of the ``eth`` domain (1000BASE-T GMII byte clock), a PLL output of its own.
 ETH_CLK_HZ = 125_000_000
@@ -98,6 +124,20 @@ SWITCH_REQUEST = encode_request(0, CMD_READ, 0, 1)
 #: Core parameters for the ECPIX-5's RTL8211 (RXC delayed by the PHY, TXC by DELAYG), with the
 #: stack and MAC in the ``eth`` domain.
 CORE_PARAMS = dict(domain=ETH_DOMAIN, tx_clk_mode="delay", tx_delay_ps=2000, rx_delay_ps=0)
+#: Minimum time (s) PHYRSTB is held low: Realtek, "RTL8211E(G)-VB(VL)-CG Integrated
+#: 10/100/1000M Ethernet Transceiver" datasheet, hardware reset timing ("PHY reset" above).
+PHY_RESET_S = 10e-3
+#: Minimum time (s) from PHYRSTB's release to the first MDC/MDIO access (same datasheet); the
+#: gateware makes no MDIO access (module docstring).
+PHY_RESET_WAIT_S = 30e-3
+
+
+def phy_reset_cycles(clk_hz):
+    """Cycles at ``clk_hz`` that hold the PHY in reset for at least :data:`PHY_RESET_S`."""
+    if isinstance(clk_hz, bool) or not isinstance(clk_hz, (int, float)) or not clk_hz > 0:
+        raise ValueError(f"clk_hz must be a positive number, not {clk_hz!r}")
+    # round() first: 10e-3 * 50e6 is 500000.00000000006 in floating point.
+    return math.ceil(round(PHY_RESET_S * clk_hz, 6))
 
 
 def _req_need(cmd, count):
@@ -454,8 +494,10 @@ class EthernetFront(wiring.Component):
 
     Members ``rx``/``tx`` (the UART's byte streams, client A of :class:`LinkMux`) and
     ``link_framing_errors``/``link_overruns`` (passed to the node). The node's ``net`` core is
-    client B; its RGMII pins come from ``platform.request(*resource, dir="-")`` (skipped when
-    ``platform`` is ``None``, e.g. in simulation).
+    client B (:meth:`connect_client_b`); the mux's counters drive the node's ``link_mux_*``
+    members. The RGMII pins come from ``platform.request(*resource, dir="-")`` (skipped when
+    ``platform`` is ``None``, e.g. in simulation); the PHY is held in reset for
+    :attr:`phy_reset_cycles` ``sync`` cycles (:func:`phy_reset_cycles` of the node's clock).
     """
 
     def __init__(self, node, *, resource=("eth_rgmii", 0)):
@@ -465,6 +507,8 @@ class EthernetFront(wiring.Component):
         self.clk_hz = node.clk_hz
         self.resource = tuple(resource)
         self.mux = LinkMux(timeout_cycles=2 * node.timeout_cycles)
+        self.phy_reset_cycles = phy_reset_cycles(node.clk_hz)
+        self.eth_pins = None        # the RGMIIPins of the last elaboration with a platform
         super().__init__({"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8)),
                           "link_framing_errors": In(16), "link_overruns": In(16)})
 
@@ -477,12 +521,14 @@ class EthernetFront(wiring.Component):
         m.submodules.mux = mux = self.mux
         wiring.connect(m, wiring.flipped(self.rx), mux.a)
         wiring.connect(m, mux.a_rsp, wiring.flipped(self.tx))
-        wiring.connect(m, core.reg_rx, mux.b)
-        wiring.connect(m, mux.b_rsp, core.reg_tx)
+        self.connect_client_b(m, mux)
         wiring.connect(m, mux.o, node.rx)
         wiring.connect(m, node.tx, mux.o_rsp)
         m.d.comb += [node.link_framing_errors.eq(self.link_framing_errors),
                      node.link_overruns.eq(self.link_overruns)]
+        for reg in LINK_MUX_REGS:
+            m.d.comb += getattr(node, f"link_{reg.name}").eq(
+                getattr(mux, reg.name.removeprefix("mux_")))
         if "link_records" in node.signature.members:
             wiring.connect(m, node.link_records, core.records)
             tagger = node.timing.tagger
@@ -492,9 +538,18 @@ class EthernetFront(wiring.Component):
             m.d.comb += core.upstream_dropped.eq(total)
         if platform is not None:
             pins = platform.request(*self.resource, dir="-")
-            m.submodules.eth_pins = RGMIIPins(pins, core)
+            self.eth_pins = RGMIIPins(pins, core, reset_cycles=self.phy_reset_cycles)
+            m.submodules.eth_pins = self.eth_pins
             platform.add_clock_constraint(pins.rx_clk.io, ETH_CLK_HZ)     # the PHY's RXC
         return m
+
+
+    def connect_client_b(self, m, mux):
+        """Connect client B of ``mux``: the UDP register port of the node's ``net`` core (a
+        test may override this to drive client B without Ethernet frames)."""
+        core = self.node.net
+        wiring.connect(m, core.reg_rx, mux.b)
+        wiring.connect(m, mux.b_rsp, core.reg_tx)
 
 
 def ethernet_factories(board, node_factory, link_factory):

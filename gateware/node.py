@@ -48,7 +48,10 @@ Ethernet: a node built with ``ethernet=True`` has one more block, ``net``
 (:class:`~.net.core.EthernetCore`, built with ``ethernet_params``), after every other block, and
 ``params`` bit 31 set, so the host rebuilds the same map. The node only maps the core's
 registers; the board connects its byte streams, record stream and pins
-(:mod:`combkey.boards.ethernet`).
+(:mod:`combkey.boards.ethernet`). Such a node also maps the counters of the board's link mux
+(the UART and the UDP register port share the bridge), ``link.mux_timeouts``,
+``link.mux_skipped`` and ``link.mux_answered`` (:data:`LINK_MUX_REGS`), just before ``net``;
+a node without Ethernet keeps its map.
 
 Members
 -------
@@ -61,6 +64,8 @@ heartbeat : Out(1)
 link_framing_errors, link_overruns : In(16)
     Error counters of the physical link around the node (the UART's framing errors and bytes
     dropped on overrun), mapped to the registers ``link.framing_errors`` and ``link.overruns``.
+link_mux_timeouts, link_mux_skipped, link_mux_answered : In(32)
+    Only with ``ethernet=True``: the board's link mux counters, mapped to ``link.mux_*``.
 """
 import dataclasses
 import os
@@ -90,7 +95,7 @@ from .timing.tdc import check_tdc_params
 __all__ = ["MAGIC", "NODE_KINDS", "IDENTITY_REGS", "PARAMS_ADDR", "Node", "TransmitterNode",
            "RelayNode", "TransmitterIO", "RelayIO", "beat_capture_model", "node_class",
            "node_regmap", "node_regmap_from_params", "SplitBank", "ETHERNET_FIELD",
-           "gateware_version"]
+           "LINK_MUX_REGS", "gateware_version"]
 
 MAGIC = 0x434B4559
 NODE_KINDS = {"transmitter": 1, "relay": 2}
@@ -133,6 +138,18 @@ LINK_REGS = [
         "bit (saturating)."),
     Reg("overruns", 16, Access.R, doc="Bytes the link dropped because the bridge was busy "
         "(saturating)."),
+]
+
+#: Counters of the link mux of a node with Ethernet (:class:`combkey.boards.ethernet.LinkMux`,
+#: the UART and the UDP register port sharing the bridge), mapped as ``link.mux_*`` just before
+#: the ``net`` block, only when ``ethernet=True``; node members ``link_mux_*`` (``In(32)``).
+LINK_MUX_REGS = [
+    Reg("mux_timeouts", 32, Access.R, doc="Link-mux turns ended by its idle timeout: a "
+        "truncated request, or one the bridge dropped unanswered (wraps)."),
+    Reg("mux_skipped", 32, Access.R, doc="Link-mux turns whose first byte was not the start "
+        "byte 0xC5; that byte is dropped (wraps)."),
+    Reg("mux_answered", 32, Access.R, doc="Retried writes the link mux answered as duplicates "
+        "itself, without passing them to the bridge (wraps)."),
 ]
 
 
@@ -239,13 +256,17 @@ class Node(wiring.Component):
             from .net.core import EthernetCore
             self.net = EthernetCore(**(ethernet_params or {}))
             self._blocks.append(("net", self.net))
+        groups = [(prefix, block.registers()) for prefix, block in self._blocks]
+        mux_members = {}
+        if self.ethernet:       # the link mux's counters, just before ``net`` (still last)
+            groups.insert(-1, ("link", LINK_MUX_REGS))
+            mux_members = {f"link_{r.name}": In(r.width) for r in LINK_MUX_REGS}
         self.regmap = RegisterMap([("", IDENTITY_REGS), ("bridge", RegBridge.registers()),
-                                   ("link", LINK_REGS)] +
-                                  [(prefix, block.registers()) for prefix, block in self._blocks])
+                                   ("link", LINK_REGS)] + groups)
         self.version = gateware_version()
         super().__init__({"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8)),
                           "heartbeat": Out(1), "link_framing_errors": In(16),
-                          "link_overruns": In(16), **self.extra_members()})
+                          "link_overruns": In(16), **mux_members, **self.extra_members()})
 
     #: ``(name, offset, width)`` of the constructor parameters that shape the register map,
     #: packed into the ``params`` identity register.
@@ -305,6 +326,9 @@ class Node(wiring.Component):
         ]
         m.d.comb += [bank.reg("link.framing_errors").data.eq(self.link_framing_errors),
                      bank.reg("link.overruns").data.eq(self.link_overruns)]
+        if self.ethernet:
+            for r in LINK_MUX_REGS:
+                m.d.comb += bank.reg(f"link.{r.name}").data.eq(getattr(self, f"link_{r.name}"))
         for name in RegBridge.COUNTERS:
             m.d.comb += bank.reg(f"bridge.{name}").data.eq(getattr(bridge, name))
 

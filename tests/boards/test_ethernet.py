@@ -4,20 +4,29 @@ map, and LinkMux (UART + UDP sharing the bridge) matches its model cycle by cycl
 import gc
 import random
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from amaranth.hdl import Fragment, Module
-from amaranth.lib import wiring
+from amaranth.hdl import Fragment, Module, Signal
+from amaranth.lib import io, stream, wiring
 
 from combkey.boards.base import NodeOnBoard
 from combkey.boards.build import prepare_build
-from combkey.boards.ethernet import ETH_CLK_HZ, LinkMux, LinkMuxModel
+from combkey.boards.ethernet import (
+    ETH_CLK_HZ,
+    PHY_RESET_S,
+    EthernetFront,
+    LinkMux,
+    LinkMuxModel,
+    phy_reset_cycles,
+)
 from combkey.boards.nodes import node_factories
 from combkey.boards.registry import get_board
+from combkey.device import Device, Link, SimLink
 from combkey.gateware.bridge import CMD_READ, CMD_WRITE, RegBridge, decode_response, encode_request
-from combkey.gateware.net.core import EthernetCore
-from combkey.gateware.node import RelayNode
+from combkey.gateware.net.core import EthernetCore, RGMIIPins
+from combkey.gateware.node import LINK_MUX_REGS, RelayNode
 from combkey.gateware.regs import Access, Reg, RegisterBank, RegisterMap
 from combkey.gateware.stream import make_simulator
 
@@ -46,7 +55,14 @@ def test_ecpix5_node_has_ethernet(node, tmp_path):
     for reg in NET_REGS:
         assert f"net.{reg}" in names
     assert names[-len(NET_REGS):] == [f"net.{r}" for r in NET_REGS]
+    mux = [f"link.{r.name}" for r in LINK_MUX_REGS]
+    assert names[-len(NET_REGS) - len(mux):-len(NET_REGS)] == mux
     assert n.params_word() >> 31 == 1
+    # The PHY is held in reset for the datasheet minimum at the node's 50 MHz.
+    front = top.link.node
+    assert isinstance(front, EthernetFront) and front.eth_pins is not None
+    assert front.eth_pins.reset_cycles == phy_reset_cycles(top.clk_hz) == 500_000
+    assert front.eth_pins.reset_cycles >= PHY_RESET_S * top.clk_hz
     # The PHY pins are placed on the RTL8211's balls, with the ECP5 DDR and delay cells.
     sites = dict(re.findall(r'LOCATE COMP "([^"]+)" SITE "([^"]+)";', job.plan.files["top.lpf"]))
     for sub, ball in (("rx_clk", "E11"), ("tx_clk", "A12"), ("rx_ctrl", "A11"),
@@ -286,3 +302,156 @@ def test_retry_after_the_other_clients_frame_is_not_reapplied():
     # Only a's first retry was answered by the mux: b's retry came while the bridge's last
     # frame was still b's write (the mux's own answer does not reach the bridge).
     assert last["answered"] == 1
+
+
+# --- PHY reset ----------------------------------------------------------------------------------
+
+def _sim_rgmii_pins():
+    """The ECPIX-5's ``eth_rgmii`` pins as simulation ports (``rst`` inverted, as ``PinsN``)."""
+    return SimpleNamespace(
+        rst=io.SimulationPort("o", 1, invert=True), mdc=io.SimulationPort("o", 1),
+        mdio=io.SimulationPort("io", 1), tx_clk=io.SimulationPort("o", 1),
+        tx_ctrl=io.SimulationPort("o", 1), tx_data=io.SimulationPort("o", 4),
+        rx_clk=io.SimulationPort("i", 1), rx_ctrl=io.SimulationPort("i", 1),
+        rx_data=io.SimulationPort("i", 4))
+
+
+def _reset_low_cycles(reset_cycles, horizon):
+    """Simulate RGMIIPins; return the cycles the PHYRSTB pin stays low from configuration and
+    whether it then stays high until ``horizon`` cycles."""
+    pins = _sim_rgmii_pins()
+    core = SimpleNamespace(rx_clk=Signal(), rx_ctl=Signal(), rxd=Signal(4), tx_clk=Signal(),
+                           tx_ctl=Signal(), txd=Signal(4))
+    dut = RGMIIPins(pins, core, reset_cycles=reset_cycles)
+    res = {}
+
+    async def tb(ctx):
+        low = 0
+        while not ctx.get(pins.rst.o) and low <= horizon:
+            await ctx.tick()
+            low += 1
+        res["low"] = low
+        high = True
+        for _ in range(horizon - low):
+            await ctx.tick()
+            high &= bool(ctx.get(pins.rst.o))
+        res["high_after"] = high
+
+    sim = make_simulator(dut)
+    sim.add_testbench(tb)
+    sim.run()
+    return res["low"], res["high_after"]
+
+
+@pytest.mark.parametrize("clk_hz", [1_000_000, 1_234_567])
+def test_phy_reset_held_for_the_datasheet_minimum(clk_hz):
+    """PHYRSTB (active low) is low from configuration for phy_reset_cycles(clk_hz) cycles, at
+    least PHY_RESET_S, and then released for good (a scaled clock keeps the run short; the
+    ECPIX-5's 50 MHz count is checked in test_ecpix5_node_has_ethernet and the slow test)."""
+    n = phy_reset_cycles(clk_hz)
+    assert n >= PHY_RESET_S * clk_hz and (n - 1) < PHY_RESET_S * clk_hz
+    low, high_after = _reset_low_cycles(n, n + 200)
+    assert low == n and low / clk_hz >= PHY_RESET_S
+    assert high_after
+
+
+@pytest.mark.slow
+def test_phy_reset_held_for_the_datasheet_minimum_at_50_mhz():
+    n = phy_reset_cycles(50_000_000)
+    low, high_after = _reset_low_cycles(n, n + 100)
+    assert low == n == 500_000 and low / 50e6 >= PHY_RESET_S and high_after
+
+
+def test_phy_reset_cycles_checked():
+    with pytest.raises(ValueError, match=r"clk_hz must be a positive number, not 0"):
+        phy_reset_cycles(0)
+    with pytest.raises(ValueError, match=r"clk_hz must be a positive number, not True"):
+        phy_reset_cycles(True)
+
+
+# --- LinkMux counters as node registers -----------------------------------------------------------
+
+class _FrontWithClientB(EthernetFront):
+    """EthernetFront whose client B is a test stream instead of the net core's UDP port."""
+
+    def __init__(self, node):
+        super().__init__(node)
+        self.b_req = stream.Signature(8).create(path=("b_req",))
+        self.b_rsp = stream.Signature(8).flip().create(path=("b_rsp",))
+
+    def connect_client_b(self, m, mux):
+        wiring.connect(m, self.b_req, mux.b)
+        wiring.connect(m, mux.b_rsp, self.b_rsp)
+
+
+class _NoNodeLink(Link):
+    """The sim link without its node attribute: Device must rebuild the map from params."""
+
+    def __init__(self, inner):
+        self.inner, self.url = inner, inner.url
+
+    def exchange(self, request, timeout):
+        return self.inner.exchange(request, timeout)
+
+
+def test_mux_counters_read_through_the_register_bank():
+    """On an Ethernet relay behind EthernetFront, the host (Device, map rebuilt from params)
+    reads link.mux_* after the events that count: 3 stray non-start bytes (skipped), 2
+    truncated requests (timeouts) and one retry the mux answers (answered). The mux matches
+    LinkMuxModel on every cycle and the registers read the model's counters."""
+    node = RelayNode(clk_hz=1_000_000, timeout_cycles=16, ethernet=True)
+    front = _FrontWithClientB(node)
+    mux = front.mux
+    sigs_in, sigs_out = _mux_ports(mux)
+    inputs, got, b_queue, b_got = [], [], [], bytearray()
+
+    async def recorder(ctx):
+        names = list(sigs_in) + list(sigs_out)
+        while True:
+            _, _, *vals = await ctx.tick().sample(*sigs_in.values(), *sigs_out.values())
+            rec = dict(zip(names, vals, strict=True))
+            inputs.append({k: rec[k] for k in sigs_in})
+            got.append({k: rec[k] for k in sigs_out})
+
+    async def client_b(ctx):
+        ctx.set(front.b_rsp.ready, 1)
+        while True:
+            if b_queue:
+                ctx.set(front.b_req.payload, b_queue[0])
+                ctx.set(front.b_req.valid, 1)
+            else:
+                ctx.set(front.b_req.valid, 0)
+            _, _, v, r, rv, rp = await ctx.tick().sample(front.b_req.valid, front.b_req.ready,
+                                                         front.b_rsp.valid, front.b_rsp.payload)
+            if v and r:
+                b_queue.pop(0)
+            if rv:
+                b_got.append(rp)
+
+    link = SimLink("relay", node=front, testbenches=[recorder, client_b])
+    dev = Device(_NoNodeLink(link))
+    assert dev.regmap.map_hash() == node.regmap.map_hash()      # rebuilt from params bit 31
+    names = [f"link.{r.name}" for r in LINK_MUX_REGS]
+    assert [dev.read(n) for n in names] == [0, 0, 0]
+    scratch = dev.regmap.address("scratch")
+    for _ in range(3):                          # a stray byte between frames: skipped
+        link._inq.append(0x00)
+        link.step(40)
+    for _ in range(2):                          # a truncated WRITE: the turn times out
+        link._inq.extend(encode_request(40, CMD_WRITE, scratch, 1, [5])[:6])
+        link.step(200)
+    assert not link._outq                       # none of these was answered
+    first = decode_response(link.exchange(encode_request(7, CMD_WRITE, scratch, 1, [0x1234]),
+                                          1.0))
+    b_queue.extend(encode_request(1, CMD_READ, 0, 1))           # UDP: read magic
+    link.step(300)
+    assert decode_response(bytes(b_got)).words == (0x434B4559,)
+    retry = decode_response(link.exchange(encode_request(7, CMD_WRITE, scratch, 1, [0x9999]),
+                                          1.0))
+    assert first.ok and not first.duplicate and retry.ok and retry.duplicate
+    counts = [dev.read(n) for n in names]
+    assert counts == [2, 3, 1]
+    assert dev.read("scratch") == 0x1234        # the retry was not applied
+    # The mux matched its model on every cycle, and the registers read the model's counters.
+    want = _compare_with_model(inputs, got, mux.timeout_cycles)
+    assert [want[-1][k] for k in ("timeouts", "skipped", "answered")] == counts

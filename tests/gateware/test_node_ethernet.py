@@ -9,6 +9,7 @@ from combkey.gateware.net.core import EthernetCore
 from combkey.gateware.net.stack import DEFAULT_IP, REG_PORT
 from combkey.gateware.node import (
     ETHERNET_FIELD,
+    LINK_MUX_REGS,
     PARAMS_ADDR,
     RelayNode,
     TransmitterNode,
@@ -23,6 +24,7 @@ def _elaborated(component):
 
 
 NET_REGS = [r.name for r in _elaborated(EthernetCore()).registers()]
+MUX_REGS = [f"link.{r.name}" for r in LINK_MUX_REGS]
 
 NODES = [("relay", RelayNode, dict(channels=2)),
          ("relay", RelayNode, dict(channels=3)),
@@ -43,11 +45,15 @@ def test_ethernet_map_is_rebuilt_from_params(kind, cls, params):
     # Without the bit the host rebuilds the plain map, whose hash differs.
     assert node_regmap_from_params(kind, plain.params_word()).map_hash() == \
         plain.regmap.map_hash() != eth.regmap.map_hash()
-    # The net block comes after every other block: the plain map is a prefix.
+    # The link mux counters and the net block come after every other block: the plain map is a
+    # prefix, and only the Ethernet node has the mux counters (and the members they read).
     p = [(a, r.name) for a, r in plain.regmap.all_resources()]
     e = [(a, r.name) for a, r in eth.regmap.all_resources()]
     assert e[:len(p)] == p
-    assert [n for _, n in e[len(p):]] == [f"net.{r}" for r in NET_REGS]
+    assert [n for _, n in e[len(p):]] == MUX_REGS + [f"net.{r}" for r in NET_REGS]
+    assert not any(n.startswith("link.mux_") for _, n in p)
+    assert {f"link_{r.name}" for r in LINK_MUX_REGS} <= set(eth.signature.members)
+    assert not any(n.startswith("link_mux_") for n in plain.signature.members)
 
 
 def test_ethernet_params_do_not_change_the_map():
@@ -86,6 +92,8 @@ def test_device_over_sim_rebuilds_ethernet_map(kind):
     dev.write("net.reg_port", 7100)
     assert dev.read("net.reg_port") == 7100
     assert dev.read("net.rx_frames") == 0
+    # The mux counters are in the map the host rebuilt (nothing drives them without a board).
+    assert [dev.read(n) for n in MUX_REGS] == [0, 0, 0]
     assert dev.stats["timeouts"] == 0
 
 
