@@ -558,8 +558,10 @@ class PatternGenerator(wiring.Component):
             go_nx.eq(Mux(start, 0, Mux(at_last, run & (qrng | Mux(sel, rdy[0], rdy[1])),
                                        go | (run & (qrng | Mux(sel, rdy[1], rdy[0])))))),
         ]
+        act_any = Signal()          # = act_reset | act_adv: the counters' enable
         m.d.sync += [at_last.eq(at_last_nx), go.eq(go_nx), gate.eq(go_nx & ~stb1),
-                     act_reset.eq(stb1 | at_last_nx), act_adv.eq(go_nx & ~stb1 & ~at_last_nx)]
+                     act_reset.eq(stb1 | at_last_nx), act_adv.eq(go_nx & ~stb1 & ~at_last_nx),
+                     act_any.eq(stb1 | at_last_nx | go_nx)]
         keyed = Signal()
         m.d.sync += keyed.eq(Mux(sel, rdy[1], rdy[0]))
 
@@ -579,20 +581,23 @@ class PatternGenerator(wiring.Component):
             for core in cores[s]:
                 m.d.comb += core.en.eq(go_nx & ~stb1 & ~qrng_nx & (sel_nx == s))
 
-        with m.If(act_reset):
-            m.d.sync += [t_clk.eq(0), fr_rem.eq(fc_m3), blk_rem.eq(nq_m2),
-                         blk_reload.eq(nr_m2), is_ref.eq(0), rph.eq(cfg["ref_phase"][:8])]
-        with m.Elif(act_adv):
-            m.d.sync += [t_clk.eq(t_clk + 1), fr_rem.eq(fr_rem - 1)]
-            with m.If(blk_end):
-                m.d.sync += [blk_rem.eq(blk_reload), blk_reload.eq(Mux(is_ref, nr_m2, nq_m2)),
-                             is_ref.eq(~is_ref)]
-                with m.If(is_ref):
-                    m.d.sync += rph.eq(cfg["ref_phase"][:8])
+        # The enable of the position counters is one flip-flop (`act_any`), the reload
+        # select another (`act_reset`), so no gate sits in front of their clock enables.
+        with m.If(act_any):
+            with m.If(act_reset):
+                m.d.sync += [t_clk.eq(0), fr_rem.eq(fc_m3), blk_rem.eq(nq_m2),
+                             blk_reload.eq(nr_m2), is_ref.eq(0), rph.eq(cfg["ref_phase"][:8])]
             with m.Else():
-                m.d.sync += blk_rem.eq(blk_rem - 1)
-                with m.If(is_ref):
-                    m.d.sync += rph.eq(rph + L * step)
+                m.d.sync += [t_clk.eq(t_clk + 1), fr_rem.eq(fr_rem - 1)]
+                with m.If(blk_end):
+                    m.d.sync += [blk_rem.eq(blk_reload),
+                                 blk_reload.eq(Mux(is_ref, nr_m2, nq_m2)), is_ref.eq(~is_ref)]
+                    with m.If(is_ref):
+                        m.d.sync += rph.eq(cfg["ref_phase"][:8])
+                with m.Else():
+                    m.d.sync += blk_rem.eq(blk_rem - 1)
+                    with m.If(is_ref):
+                        m.d.sync += rph.eq(rph + L * step)
         # frame + 1 and frame + 2 are registered (frames last >= 34 clocks), so a frame end
         # moves values instead of running a 48-bit carry chain.
         frame_p1 = Signal(IV_FRAME_BITS)

@@ -267,41 +267,51 @@ class Trivium(wiring.Component):
         word = Cat(hold[r:], zraw[:r]) if r else zraw     # keystream word at the state
 
         # No output buffer: the state holds the current word, and advances in the cycle after
-        # ``en`` (the consumer asks one cycle ahead), so the state enable is a flip-flop
-        # (``ce``, two copies: one for A, B and ``hold``, one for C) and no read pointer or
-        # multiplexer sits between the state and ``z``. The state takes key and IV in the cycle
-        # after ``load`` from flip-flop selects (``ld_ab``, ``ld_c``), then steps
+        # ``en`` (the consumer asks one cycle ahead), so the state enables are flip-flops and no
+        # read pointer or multiplexer sits between the state and ``z``. The state takes key
+        # and IV in the cycle after ``load`` from flip-flop selects, then steps
         # ``init_cycles`` times; ``ready`` (a flip-flop) rises with the first word at the state.
+        # Enables and selects are duplicated per register (A with ``hold``, B, C), each copy a
+        # distinct flip-flop (initial value / reset differ, so synthesis does not merge them;
+        # neither acts: the state is undefined until a load, and an advance of it is
+        # harmless). The constant parts of the load (the zero tails of A and B, all of C) are
+        # the flip-flops' synchronous set/reset on the select copy alone (a select implies
+        # its enable), so the key and IV multiplexers are the only load logic.
         count = Signal(range(self.init_cycles + 2))
         busy = Signal()       # initialising
         keyed = Signal()      # initialisation done: the state holds a keystream word
-        ld_ab = Signal()
-        ld_c = Signal()
-        ce = Signal()
-        ce_c = Signal()
+        last = Signal()       # = busy & (count == 1): the last initialisation step
         step_next = Signal()
         keyed_next = Signal()
         m.d.comb += [
-            keyed_next.eq(~self.load & (keyed | (busy & (count == 1)))),
-            step_next.eq(self.load | (busy & (count != 1)) | (self.en & keyed_next)),
+            keyed_next.eq(~self.load & (keyed | last)),
+            # (a load steps anyway, so `en` needs no `~load` term)
+            step_next.eq(self.load | (busy & ~last) | (self.en & (keyed | last))),
         ]
-        m.d.sync += [ld_ab.eq(self.load), ld_c.eq(self.load),
-                     ce.eq(step_next), ce_c.eq(step_next), keyed.eq(keyed_next)]
-        with m.If(ce):
-            m.d.sync += [
-                a.eq(Mux(ld_ab, Cat(self.key, Const(0, _LA - 80)), shifted(a, na, _LA))),
-                b.eq(Mux(ld_ab, Cat(self.iv, Const(0, _LB - 80)), shifted(b, nb, _LB))),
-                hold.eq(zraw),
-            ]
-        with m.If(ld_c):
+        variants = [dict(init=0), dict(init=1), dict(init=0, reset_less=True)]
+        ce = [Signal(name=f"ce_{r}", **v) for r, v in zip("abc", variants, strict=True)]
+        ld = [Signal(name=f"ld_{r}", **v) for r, v in zip("abc", variants, strict=True)]
+        m.d.sync += [x.eq(step_next) for x in ce] + [x.eq(self.load) for x in ld]
+        m.d.sync += keyed.eq(keyed_next)
+        for reg, new, length, value, i in ((a, na, _LA, self.key, 0), (b, nb, _LB, self.iv, 1)):
+            nxt = shifted(reg, new, length)
+            with m.If(ce[i]):
+                m.d.sync += reg[:80].eq(Mux(ld[i], value, nxt[:80]))
+            with m.If(ld[i]):
+                m.d.sync += reg[80:].eq(0)
+            with m.Elif(ce[i]):
+                m.d.sync += reg[80:].eq(nxt[80:])
+        with m.If(ce[0]):
+            m.d.sync += hold.eq(zraw)
+        with m.If(ld[2]):
             m.d.sync += c.eq(Const(0b111 << 108, _LC))
-        with m.Elif(ce_c):
+        with m.Elif(ce[2]):
             m.d.sync += c.eq(shifted(c, nc, _LC))
         with m.If(self.load):
-            m.d.sync += [count.eq(self.init_cycles + 1), busy.eq(1)]
+            m.d.sync += [count.eq(self.init_cycles + 1), busy.eq(1), last.eq(0)]
         with m.Elif(busy):
-            m.d.sync += count.eq(count - 1)
-            with m.If(count == 1):
+            m.d.sync += [count.eq(count - 1), last.eq(count == 2)]
+            with m.If(last):
                 m.d.sync += busy.eq(0)
         m.d.comb += [self.ready.eq(keyed), self.z.eq(word)]
         m.d.sync += self.z_q.eq(word)
