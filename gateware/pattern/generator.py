@@ -119,7 +119,6 @@ import dataclasses
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -491,31 +490,72 @@ class PatternGenerator(wiring.Component):
         rdy = [cores[s][0].ready & ~pend[s] for s in range(2)]
 
         # ---------------- QRNG line assembly and FIFO
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=L * S, depth=p.qrng_depth)
+        # A FIFO of D lines in distributed RAM (asynchronous read at the read pointer; the
+        # consumer registers the head). The write enable is a flip-flop decided a cycle ahead
+        # from the fill level the FIFO will have then (flags `ge_d` / `ge_dm1`: level >= D,
+        # >= D - 1, kept in flip-flops), so no gate sits between the fill level and the RAM's
+        # write enable; a line completed while the FIFO will be full is dropped and counted.
+        D = p.qrng_depth
+        qmem = Memory(shape=L * S, depth=D, init=[])
+        m.submodules.qmem = qmem
+        qw = qmem.write_port()
+        qr = qmem.read_port(domain="comb")
+        wp = Signal(range(D))
+        rp = Signal(range(D))
+        level = Signal(range(D + 1))
+        nonempty = Signal()
+        ge_d = Signal()
+        ge_dm1 = Signal()
+        qwe = Signal()
+        qwdata = Signal(L * S)
         overflow = Signal(32)
         qd = Signal(S)
         qd_stb = Signal()
+        line_done = Signal()
+        qpop = Signal()             # a clock of QRNG slots pops a line (set below)
+        pop = Signal()
+        full_nx = Signal()
         m.d.sync += [qd.eq(self.qrng_data[:S]), qd_stb.eq(self.qrng_data_stb)]
         if L == 1:
-            m.d.comb += [fifo.w_data.eq(qd), fifo.w_en.eq(qd_stb)]
-            with m.If(qd_stb & ~fifo.w_rdy):
-                m.d.sync += overflow.eq(overflow + 1)
+            m.d.comb += line_done.eq(qd_stb)
+            new_line = qd
         else:
             line = Signal((L - 1) * S)
             fill = Signal(range(L))
-            m.d.comb += fifo.w_data.eq(Cat(line, qd))
+            new_line = Cat(line, qd)
+            m.d.comb += line_done.eq(qd_stb & (fill == L - 1))
             with m.If(qd_stb):
                 with m.If(fill == L - 1):
-                    m.d.comb += fifo.w_en.eq(1)
                     m.d.sync += fill.eq(0)
-                    with m.If(~fifo.w_rdy):
-                        m.d.sync += overflow.eq(overflow + L)
                 with m.Else():
                     m.d.sync += fill.eq(fill + 1)
                     for i in range(L - 1):
                         with m.If(fill == i):
                             m.d.sync += line.word_select(i, S).eq(qd)
-        m.d.comb += [self.qrng_level.eq(fifo.level), self.qrng_overflow.eq(overflow)]
+        m.d.comb += [
+            pop.eq(qpop & nonempty),
+            full_nx.eq(Mux(qwe & ~pop, ge_dm1, Mux(pop & ~qwe, 0, ge_d))),
+            qw.addr.eq(wp), qw.data.eq(qwdata), qw.en.eq(qwe), qr.addr.eq(rp),
+        ]
+        m.d.sync += qwe.eq(line_done & ~full_nx)
+        with m.If(line_done):
+            m.d.sync += qwdata.eq(new_line)
+            with m.If(full_nx):
+                m.d.sync += overflow.eq(overflow + L)
+
+        def wrap_inc(ptr):
+            return Mux(ptr == D - 1, 0, ptr + 1) if D & (D - 1) else ptr + 1
+        with m.If(qwe):
+            m.d.sync += wp.eq(wrap_inc(wp))
+        with m.If(pop):
+            m.d.sync += rp.eq(wrap_inc(rp))
+        with m.If(qwe & ~pop):
+            m.d.sync += [level.eq(level + 1), nonempty.eq(1), ge_d.eq(ge_dm1),
+                         ge_dm1.eq(level >= D - 2)]
+        with m.Elif(pop & ~qwe):
+            m.d.sync += [level.eq(level - 1), nonempty.eq(level >= 2), ge_d.eq(0),
+                         ge_dm1.eq(ge_d)]
+        m.d.comb += [self.qrng_level.eq(level), self.qrng_overflow.eq(overflow)]
 
         # ---------------- stage 0: slot timing, source select
         # Frame and block positions are count-down counters whose sign bits are the terminal
@@ -567,19 +607,26 @@ class PatternGenerator(wiring.Component):
 
         # In QRNG mode `go` is just "running, not starting", so the pop (= gate & qrng) is
         # itself a flip-flop computed a cycle ahead; the FIFO's own logic follows it.
-        qpop = Signal()
         m.d.sync += qpop.eq(~start & ~stb1 & run & qrng)
-        m.d.comb += fifo.r_en.eq(qpop)
         # The cores take `en` one cycle ahead (see :class:`.trivium.Trivium`): set s consumes
         # a word in each cycle with `gate & ~qrng & (sel == s)`, so `en` is that expression
-        # on the values those flip-flops take at the next edge.
-        qrng_nx = Signal()
-        sel_nx = Signal()
-        m.d.comb += [qrng_nx.eq(Mux(start, ctrl_q[1], qrng)),
-                     sel_nx.eq(Mux(start, 0, sel ^ (at_last & ~qrng)))]
+        # on the values those flip-flops take at the next edge. Expanded by cases (no start
+        # in this or the last cycle: `nostart`; then `qrng` holds and `sel` toggles exactly at
+        # a Trivium frame end) it is a function of a few flip-flops: at a frame end the other
+        # set starts if running in Trivium mode (`trv_run`) and ready; otherwise the selected
+        # set continues (`go_trv` = go in Trivium mode) or starts when ready.
+        nostart = Signal()
+        trv_run = Signal()
+        go_trv = Signal()
+        m.d.sync += [nostart.eq(~self.ctrl_stb & ~stb1),
+                     go_trv.eq(go_nx & ~Mux(start, ctrl_q[1], qrng))]
+        with m.If(start):
+            m.d.sync += trv_run.eq(ctrl_q[0] & ~ctrl_q[1])
         for s in range(2):
+            rdy_run = trv_run & rdy[s]
+            en_s = nostart & Mux(at_last, (sel != s) & rdy_run, (sel == s) & (go_trv | rdy_run))
             for core in cores[s]:
-                m.d.comb += core.en.eq(go_nx & ~stb1 & ~qrng_nx & (sel_nx == s))
+                m.d.comb += core.en.eq(en_s)
 
         # The enable of the position counters is one flip-flop (`act_any`), the reload
         # select another (`act_reset`), so no gate sits in front of their clock enables.
@@ -632,8 +679,8 @@ class PatternGenerator(wiring.Component):
         sel_b = Signal(2)           # 0/1: Trivium set, 2: QRNG
         v_b, ref_b, idle_b = Signal(), Signal(), Signal()
         rph_b = Signal(max(mb, 1))
-        m.d.sync += [q_b.eq(fifo.r_data), sel_b.eq(Mux(qrng, 2, sel)), v_b.eq(gate),
-                     ref_b.eq(is_ref), idle_b.eq(qrng & ~fifo.r_rdy), rph_b.eq(rph)]
+        m.d.sync += [q_b.eq(qr.data), sel_b.eq(Mux(qrng, 2, sel)), v_b.eq(gate),
+                     ref_b.eq(is_ref), idle_b.eq(qrng & ~nonempty), rph_b.eq(rph)]
         triv_raw = [Cat(*[c.z_q for c in cores[s]]) for s in range(2)]
         src_a = [Signal(L * S, name=f"src{i}_a") for i in range(3)]
         sel_a = Signal(2)
