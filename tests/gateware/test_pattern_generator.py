@@ -207,6 +207,13 @@ def test_through_register_bank():
                 ctx.set(top.bus.r_en, 0)
                 words.append(ctx.get(top.bus.r_data))
             counts[name] = words[0] | words[1] << 32
+        # the configuration registers are write-only: the key written above reads as 0
+        for name in ("key_lo", "frame_len", "thr0"):
+            ctx.set(top.bus.addr, top.regmap.address(f"pattern0.{name}"))
+            ctx.set(top.bus.r_en, 1)
+            await ctx.tick()
+            ctx.set(top.bus.r_en, 0)
+            counts[name] = ctx.get(top.bus.r_data)
 
     sim.add_testbench(tb)
     sim.run()
@@ -217,6 +224,8 @@ def test_through_register_bank():
         np.testing.assert_array_equal(f[field], model[field], err_msg=field)
     assert counts["count0"] >= int((model["cls"] == 0).sum()) > 0
     assert counts["count5"] >= int((model["cls"] == CLS_REF).sum()) > 0
+    assert key & 0xFFFF_FFFF and regs.frame_len      # written non-zero
+    assert counts["key_lo"] == counts["frame_len"] == counts["thr0"] == 0
 
 
 def test_parameter_errors_name_the_field():
