@@ -9,7 +9,27 @@ Link: the card has no USB. amaranth-boards places the UART on J19: tx on the sta
 (P11, so the LED flickers with traffic) and rx on the button net (M13); wire a 3.3 V USB-UART
 there. Programming needs an external JTAG cable on J27 (``openFPGALoader -b colorlight``).
 Heartbeat: HUB75 connector J1 pin 1 (F3), since the only LED carries UART tx.
-Ethernet: two Broadcom B50612D RGMII PHYs (``eth_rgmii`` 0/1), reserved for the Ethernet link.
+Ethernet: two Broadcom B50612D RGMII PHYs (``eth_rgmii`` 0/1). PHY 0 is described (:data:`PHY`)
+but **off for both nodes** (``PHY.nodes = ()``): neither node fits the LFE5U-25F with the stack
+(yosys ``synth_ecp5``, LUT4 counting a CCU2C as two, of 24,288; 2026-11-24):
+
+===========  ====================  ====================  ==========================
+node         without Ethernet      with Ethernet         FF with Ethernet
+===========  ====================  ====================  ==========================
+transmitter  14,493 LUT4 (59.7 %)  18,948 LUT4 (78.0 %)  15,673 (64.5 %), 7 DP16KD
+relay        17,656 LUT4 (72.7 %)  22,435 LUT4 (92.4 %)  18,732 (77.1 %), 16 DP16KD
+===========  ====================  ====================  ==========================
+
+The relay cannot fit. The transmitter is above the 70 % that ``combkey bench boards --fit``
+allows for routing (:mod:`combkey.boards.fit`), and its ``eth`` domain would need 125 MHz on
+this speed-6 part, where the stack alone reached 106.4 MHz out of context (LFE5U-85F speed 6,
+``docs/ethernet.md``). Switching it on is one line, ``nodes=("transmitter",)``: the top then
+elaborates with the 125 MHz ``eth`` domain as a further output of the same PLL (VCO 750 MHz:
+CLKOP /15 = 50 MHz, /6 = 125 MHz, /15 = the 50 MHz modulator edge clock), the PHY delaying TXC
+itself and the FPGA RXD/RX_CTL by 2 ns; a place-and-route build must then show it fits and
+meets 125 MHz. Both PHYs share one reset (P5, held 10 ms after configuration) and one MDIO bus
+(P3/T2, released: the PHY runs on its straps). No pin of the plan is on a PHY 0 pin (bank 6,
+LVCMOS33 like the plan's bank-6 ports).
 
 Pin plan (:data:`PIN_PLAN`, on the HUB75 connectors J1-J8; pins 8-15 of every connector are
 one shared address bus and are not used)
@@ -34,8 +54,9 @@ from amaranth.build import Attrs, Pins, Resource
 from amaranth_boards.colorlight_5a75b_r7_0 import Colorlight_5A75B_R70Platform
 
 from .base import Board, PinPlanEntry
+from .ethernet import RGMIIPhy
 
-__all__ = ["Colorlight5A75BPlatform", "BOARD", "PIN_PLAN"]
+__all__ = ["Colorlight5A75BPlatform", "BOARD", "PIN_PLAN", "PHY"]
 
 
 class Colorlight5A75BPlatform(Colorlight_5A75B_R70Platform):
@@ -69,6 +90,13 @@ PIN_PLAN = (
                  function="detector inputs D0, D1 to the carry-chain TDC"),
 )
 
+#: Broadcom B50612D on ``eth_rgmii`` 0: TXC delayed by the PHY (LiteX-Boards' target
+#: "colorlight_5a_75x.py" uses tx_delay=0 and LiteEth's default 2 ns RX data delay; provenance in
+#: :mod:`combkey.boards.ethernet`, "PHYs"). Off for both nodes: neither fits with the stack
+#: (transmitter 78.0 %, relay 92.4 % of the LUT4 by synthesis; module docstring).
+PHY = RGMIIPhy(("eth_rgmii", 0), part="Broadcom B50612D", tx_delay_ps=0, rx_delay_ps=2000,
+               nodes=())
+
 BOARD = Board(
     name="colorlight-5a75b",
     device="LFE5U-25F-6BG256",
@@ -84,7 +112,10 @@ BOARD = Board(
     loader_args=("-b", "colorlight"),
     pin_plan=PIN_PLAN,
     notes="UART on J19 (tx = LED net P11, rx = button net M13); heartbeat on J1 pin 1; "
-          "inputs need the HUB75 74HC245 buffers bypassed.",
+          "inputs need the HUB75 74HC245 buffers bypassed. Ethernet (B50612D PHY 0, eth_rgmii 0, "
+          "bank 6; reset P5, shared with PHY 1) is off: with the stack the transmitter needs "
+          "78.0 % and the relay 92.4 % of the LUT4 (synthesis), see colorlight.py.",
+    ethernet=PHY,
     # Node sizes for this device (modest; `combkey bench boards` searches the largest).
     # relay: channels = the 2 tdc__in pins of the plan.
     node_params={"transmitter": {"channels": 1, "lanes": 2, "modulator": 4},

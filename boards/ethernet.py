@@ -1,7 +1,8 @@
 """Ethernet on a board: the node's register bridge over UART *and* UDP, and the record stream.
 
-A board whose :class:`~combkey.boards.base.Board` names an ``ethernet`` resource (the ECPIX-5's
-RTL8211 ``eth_rgmii`` 0) gets, around the usual node top:
+A board whose :class:`~combkey.boards.base.Board` has an ``ethernet`` PHY (an :class:`RGMIIPhy`,
+or a plain ``(name, number)`` resource for the ECPIX-5's RTL8211, see "PHYs" below) gets, for
+every node kind in :attr:`RGMIIPhy.nodes`, around the usual node top:
 
 * the node built with ``ethernet=True`` (:class:`~combkey.gateware.node.Node`): one more
   register block, ``net`` (:class:`~combkey.gateware.net.core.EthernetCore`, see
@@ -11,10 +12,11 @@ RTL8211 ``eth_rgmii`` 0) gets, around the usual node top:
   register port of the core;
 * the node's ``link_records`` stream (relay) into ``core.records`` and the tagger's lost-hit
   counts (sum of ``tagger.lost_<c>``) into ``core.upstream_dropped``;
-* :class:`~combkey.gateware.net.core.RGMIIPins` on the PHY's pins (TXC delayed 2 ns by DELAYG,
-  ``rx_delay_ps=0``: the ECPIX-5's RTL8211 delays RXC itself), holding the PHY in reset for
-  :data:`PHY_RESET_S` after configuration (:func:`phy_reset_cycles` ``sync`` cycles, see
-  "PHY reset" below);
+* :class:`~combkey.gateware.net.core.RGMIIPins` on the PHY's pins, with the RGMII clock delays
+  that PHY leaves to the FPGA (:attr:`RGMIIPhy.tx_delay_ps` on TXC, :attr:`RGMIIPhy.rx_delay_ps`
+  on RXD/RX_CTL, DELAYG; 0 = none), holding the PHY in reset (when the resource has a ``rst``
+  pin) for :attr:`RGMIIPhy.reset_s` after configuration (:func:`phy_reset_cycles` ``sync``
+  cycles, see "PHY reset" below);
 * the mux's counters into the node's ``link_mux_*`` members, so the host reads them as the
   registers ``link.mux_timeouts``, ``link.mux_skipped`` and ``link.mux_answered``
   (:data:`~combkey.gateware.node.LINK_MUX_REGS`; only a node built with ``ethernet=True`` has
@@ -69,6 +71,39 @@ changes. Model: :class:`LinkMuxModel` (cycle by cycle).
 Why not a second bridge: the bank and the bridge are built inside ``Node.elaborate``; a second
 bridge on the same bank needs a bus arbiter there (a change to ``gateware/node.py``).
 
+PHYs
+----
+:class:`RGMIIPhy` describes what differs between boards; :func:`board_phy` returns it for a
+:class:`~combkey.boards.base.Board` (a plain ``(name, number)`` tuple means :data:`RTL8211`'s
+parameters on that resource):
+
+=====================  ==================  ========  ========  =====  =========================
+board                  PHY (resource)      TXC (ps)  RXD (ps)  reset  nodes with Ethernet
+=====================  ==================  ========  ========  =====  =========================
+ecpix5-85              RTL8211 (0)         2000      0         C13    transmitter, relay
+colorlight-5a75b       B50612D (0)         0         2000      P5     none (do not fit the 25F)
+versa-ecp5-5g          88E1512 (0)         0         0         U17    transmitter, relay
+=====================  ==================  ========  ========  =====  =========================
+
+The delays are those each PHY leaves to the FPGA. A delay of 0 inserts no DELAYG. RGMII-ID
+(RGMII v2.0) PHYs delay a clock themselves by about 2 ns when strapped or configured so; the
+gateware makes no MDIO access, so the strapped default is what counts:
+
+* RTL8211 (ECPIX-5): delays RXC itself, not TXC (see ``docs/ethernet.md``).
+* Broadcom B50612D (Colorlight 5A-75B): no public datasheet. LiteX-Boards' target
+  *colorlight_5a_75x.py* (litex-hub/litex-boards) drives it with ``tx_delay=0`` and LiteEth's
+  default RX delay of 2 ns on the data (*liteeth/phy/ecp5rgmii.py*, ``rx_delay=2e-9``): the PHY
+  delays TXC by default, not RXC. The same PHY family on the Colorlight i5 needs an MDIO write
+  to *disable* its TX data-to-clock delay (litex-boards pull request #157, "Add colorlight i5
+  board support"), which confirms that the TX delay is on after reset.
+* Marvell 88E1512 (Versa ECP5-5G; amaranth-boards does not name the part): LiteX-Boards'
+  target *lattice_versa_ecp5.py* drives it with ``tx_delay=0, rx_delay=0``: the PHY delays
+  both clocks as the board configures it. The Marvell datasheet (register 21, page 2, RGMII
+  timing control) was not at hand.
+
+These are public-code provenance, not datasheets; a board on the bench (ping and the record
+stream at line rate) is the proof.
+
 PHY reset
 ---------
 The ECPIX-5 carries a Realtek RTL8211 gigabit PHY (amaranth-boards' ``ECPIX5*Platform``
@@ -86,6 +121,14 @@ defaults) and the stack transmits only in answer to a received frame, which the 
 deliver before its link is up (auto-negotiation takes far longer than the 30 ms), so nothing
 needs to wait for :data:`PHY_RESET_WAIT_S`; a future MDIO master must.
 
+The other boards' PHYs are held in reset for the same :data:`PHY_RESET_S` (10 ms): the
+B50612D's and 88E1512's reset timing was not checked against their datasheets (not at hand).
+On the Colorlight both PHYs share one reset net (P5), so using PHY 0 resets PHY 1 too. A PHY
+resource without a ``rst`` pin gets no reset pulse (the PHY then leaves reset on its own
+power-on reset; :attr:`RGMIIPhy.has_reset` says which, and the board notes say so).
+amaranth-boards names the control pins ``tx_ctrl``/``rx_ctrl`` on some boards and
+``tx_ctl``/``rx_ctl`` on others; :class:`EthernetFront` accepts both.
+
 Host
 ----
 ``params`` bit 31 = 1 marks a node with the ``net`` block; ``node_regmap_from_params`` rebuilds
@@ -94,6 +137,8 @@ its map with ``ethernet=True``, so ``Device`` accepts such a node over any link.
 import functools
 import math
 import operator
+from dataclasses import dataclass
+from types import SimpleNamespace
 
 from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
@@ -112,8 +157,9 @@ from combkey.gateware.bridge import (
 from combkey.gateware.node import LINK_MUX_REGS
 
 __all__ = ["ETH_CLK_HZ", "ETH_DOMAIN", "CORE_PARAMS", "PHY_RESET_S", "PHY_RESET_WAIT_S",
-           "phy_reset_cycles", "LinkMux", "LinkMuxModel", "SWITCH_REQUEST",
-           "duplicate_response", "EthernetFront", "ethernet_factories"]
+           "phy_reset_cycles", "RGMIIPhy", "RTL8211", "RGMII_PINS", "board_phy", "rgmii_pins",
+           "LinkMux", "LinkMuxModel", "SWITCH_REQUEST", "duplicate_response", "EthernetFront",
+           "ethernet_factories"]
 
 #: Frequency of the ``eth`` domain (1000BASE-T GMII byte clock), a PLL output of its own.
 ETH_CLK_HZ = 125_000_000
@@ -122,7 +168,7 @@ ETH_DOMAIN = "eth"
 #: The READ of ``magic`` that the mux sends when the bridge changes client (see docstring).
 SWITCH_REQUEST = encode_request(0, CMD_READ, 0, 1)
 #: Core parameters for the ECPIX-5's RTL8211 (RXC delayed by the PHY, TXC by DELAYG), with the
-#: stack and MAC in the ``eth`` domain.
+#: stack and MAC in the ``eth`` domain (= ``RTL8211.core_params()``; other PHYs: :class:`RGMIIPhy`).
 CORE_PARAMS = dict(domain=ETH_DOMAIN, tx_clk_mode="delay", tx_delay_ps=2000, rx_delay_ps=0)
 #: Minimum time (s) PHYRSTB is held low: Realtek, "RTL8211E(G)-VB(VL)-CG Integrated
 #: 10/100/1000M Ethernet Transceiver" datasheet, hardware reset timing ("PHY reset" above).
@@ -132,12 +178,118 @@ PHY_RESET_S = 10e-3
 PHY_RESET_WAIT_S = 30e-3
 
 
-def phy_reset_cycles(clk_hz):
-    """Cycles at ``clk_hz`` that hold the PHY in reset for at least :data:`PHY_RESET_S`."""
+def phy_reset_cycles(clk_hz, reset_s=PHY_RESET_S):
+    """Cycles at ``clk_hz`` that hold the PHY in reset for at least ``reset_s`` seconds
+    (default :data:`PHY_RESET_S`)."""
     if isinstance(clk_hz, bool) or not isinstance(clk_hz, (int, float)) or not clk_hz > 0:
         raise ValueError(f"clk_hz must be a positive number, not {clk_hz!r}")
+    if isinstance(reset_s, bool) or not isinstance(reset_s, (int, float)) or not reset_s > 0:
+        raise ValueError(f"reset_s must be a positive number of seconds, not {reset_s!r}")
     # round() first: 10e-3 * 50e6 is 500000.00000000006 in floating point.
-    return math.ceil(round(PHY_RESET_S * clk_hz, 6))
+    return math.ceil(round(reset_s * clk_hz, 6))
+
+
+#: amaranth-boards spells the RGMII control pins either way; :class:`RGMIIPins` reads ``*_ctrl``.
+_PIN_ALIASES = {"tx_ctl": "tx_ctrl", "rx_ctl": "rx_ctrl"}
+#: Subsignals an ``eth_rgmii`` resource must have (after :data:`_PIN_ALIASES`).
+RGMII_PINS = ("tx_clk", "tx_ctrl", "tx_data", "rx_clk", "rx_ctrl", "rx_data")
+
+
+@dataclass(frozen=True)
+class RGMIIPhy:
+    """An RGMII PHY on a board: what :class:`EthernetFront` needs beyond the pins.
+
+    Attributes
+    ----------
+    resource : tuple
+        ``(name, number)`` of the amaranth-boards RGMII resource (``("eth_rgmii", 0)``).
+    part : str
+        The PHY part, for the documentation.
+    tx_delay_ps, rx_delay_ps : int
+        Delay the FPGA adds to TXC (DELAYG after its ODDRX1F) and to RXD/RX_CTL (DELAYG before
+        the IDDRX1F), 0 to 3175 ps; 0 where the PHY delays that clock itself (module docstring).
+    reset_s : float
+        Time the PHY is held in reset after configuration (when the resource has ``rst``).
+    nodes : tuple of str
+        Node kinds built with Ethernet on this board; the others keep the plain UART top (a
+        node that does not fit the device with the stack, see the board file).
+    """
+
+    resource: tuple
+    part: str
+    tx_delay_ps: int
+    rx_delay_ps: int
+    reset_s: float = PHY_RESET_S
+    nodes: tuple = ("transmitter", "relay")
+
+    def __post_init__(self):
+        from combkey.gateware.net.ddr import delay_taps
+
+        from .nodes import NODE_KINDS
+
+        res = self.resource
+        if not (isinstance(res, tuple) and len(res) == 2 and isinstance(res[0], str)
+                and isinstance(res[1], int) and not isinstance(res[1], bool)):
+            raise ValueError(f"resource must be a (name, number) tuple, not {res!r}")
+        for name in ("tx_delay_ps", "rx_delay_ps"):
+            value = getattr(self, name)
+            try:
+                delay_taps(value)
+            except ValueError as err:
+                raise ValueError(f"{name} of PHY {self.part}: {err}") from None
+        phy_reset_cycles(1e6, self.reset_s)     # checks reset_s
+        unknown = [n for n in self.nodes if n not in NODE_KINDS]
+        if not isinstance(self.nodes, tuple) or unknown:
+            raise ValueError(f"nodes must be a tuple of node kinds "
+                             f"({', '.join(sorted(NODE_KINDS))}), not {self.nodes!r}")
+
+    def core_params(self):
+        """Keyword arguments of :class:`~combkey.gateware.net.core.EthernetCore` for this PHY:
+        the stack in the ``eth`` domain, TXC from an ODDRX1F delayed by ``tx_delay_ps``."""
+        return dict(domain=ETH_DOMAIN, tx_clk_mode="delay", tx_delay_ps=self.tx_delay_ps,
+                    rx_delay_ps=self.rx_delay_ps)
+
+    def has_reset(self, platform):
+        """Whether the resource has a ``rst`` pin on ``platform`` (a PHY without one gets no
+        reset pulse)."""
+        res = platform.lookup(*self.resource)
+        return "rst" in {sub.name for sub in res.ios}
+
+    def balls(self, platform):
+        """``{subsignal: [balls]}`` of the resource on ``platform`` (control pins under their
+        ``*_ctrl`` names)."""
+        res = platform.lookup(*self.resource)
+        return {_PIN_ALIASES.get(sub.name, sub.name): list(sub.ios[0].names) for sub in res.ios}
+
+
+#: The ECPIX-5's Realtek RTL8211 on ``eth_rgmii`` 0: RXC delayed by the PHY, TXC by DELAYG.
+RTL8211 = RGMIIPhy(("eth_rgmii", 0), part="Realtek RTL8211", tx_delay_ps=2000, rx_delay_ps=0)
+
+
+def board_phy(board):
+    """The :class:`RGMIIPhy` of ``board``, or ``None`` when it has no Ethernet.
+
+    ``board.ethernet`` is an :class:`RGMIIPhy` or a plain ``(name, number)`` resource, which
+    takes :data:`RTL8211`'s parameters on that resource."""
+    eth = board.ethernet
+    if eth is None or isinstance(eth, RGMIIPhy):
+        return eth
+    return RGMIIPhy(tuple(eth), part=RTL8211.part, tx_delay_ps=RTL8211.tx_delay_ps,
+                    rx_delay_ps=RTL8211.rx_delay_ps, reset_s=RTL8211.reset_s,
+                    nodes=RTL8211.nodes)
+
+
+def rgmii_pins(pins):
+    """``pins`` (a requested RGMII resource) with ``tx_ctl``/``rx_ctl`` also reachable as
+    ``tx_ctrl``/``rx_ctrl``, the names :class:`~combkey.gateware.net.core.RGMIIPins` reads.
+    Raises ``ValueError`` naming a missing data or clock pin."""
+    names = {n: getattr(pins, n) for n in dir(pins) if not n.startswith("_")}
+    out = {_PIN_ALIASES.get(n, n): v for n, v in names.items()}
+    missing = [n for n in RGMII_PINS if n not in out]
+    if missing:
+        raise ValueError(f"RGMII resource lacks {', '.join(missing)} (has "
+                         f"{', '.join(sorted(names))})")
+    return SimpleNamespace(**out)
 
 
 def _req_need(cmd, count):
@@ -496,18 +648,20 @@ class EthernetFront(wiring.Component):
     ``link_framing_errors``/``link_overruns`` (passed to the node). The node's ``net`` core is
     client B (:meth:`connect_client_b`); the mux's counters drive the node's ``link_mux_*``
     members. The RGMII pins come from ``platform.request(*resource, dir="-")`` (skipped when
-    ``platform`` is ``None``, e.g. in simulation); the PHY is held in reset for
-    :attr:`phy_reset_cycles` ``sync`` cycles (:func:`phy_reset_cycles` of the node's clock).
+    ``platform`` is ``None``, e.g. in simulation; ``tx_ctl``/``rx_ctl`` are taken for
+    ``tx_ctrl``/``rx_ctrl``, :func:`rgmii_pins`); the PHY is held in reset for
+    :attr:`phy_reset_cycles` ``sync`` cycles (:func:`phy_reset_cycles` of the node's clock and
+    ``reset_s``) when the resource has a ``rst`` pin.
     """
 
-    def __init__(self, node, *, resource=("eth_rgmii", 0)):
+    def __init__(self, node, *, resource=("eth_rgmii", 0), reset_s=PHY_RESET_S):
         if not getattr(node, "ethernet", False):
             raise TypeError(f"node must be built with ethernet=True, not {node!r}")
         self.node = node
         self.clk_hz = node.clk_hz
         self.resource = tuple(resource)
         self.mux = LinkMux(timeout_cycles=2 * node.timeout_cycles)
-        self.phy_reset_cycles = phy_reset_cycles(node.clk_hz)
+        self.phy_reset_cycles = phy_reset_cycles(node.clk_hz, reset_s)
         self.eth_pins = None        # the RGMIIPins of the last elaboration with a platform
         super().__init__({"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8)),
                           "link_framing_errors": In(16), "link_overruns": In(16)})
@@ -537,7 +691,7 @@ class EthernetFront(wiring.Component):
             m.d.sync += total.eq(sum(lost[1:], lost[0])[:32])
             m.d.comb += core.upstream_dropped.eq(total)
         if platform is not None:
-            pins = platform.request(*self.resource, dir="-")
+            pins = rgmii_pins(platform.request(*self.resource, dir="-"))
             self.eth_pins = RGMIIPins(pins, core, reset_cycles=self.phy_reset_cycles)
             m.submodules.eth_pins = self.eth_pins
             platform.add_clock_constraint(pins.rx_clk.io, ETH_CLK_HZ)     # the PHY's RXC
@@ -557,17 +711,23 @@ def ethernet_factories(board, node_factory, link_factory):
 
     ``node_factory`` is ``functools.partial(NodeClass, **params)`` (as
     :func:`~combkey.boards.nodes.node_factories` returns); the result is the same node class
-    with the same parameters plus ``ethernet=True, ethernet_params=CORE_PARAMS`` (the stack in
-    the ``eth`` domain), and the link factory builds ``link_factory(EthernetFront(node), ...)``.
-    Other tops (the pin-plan probe) are returned unchanged, without Ethernet.
+    with the same parameters plus ``ethernet=True, ethernet_params=phy.core_params()`` (the
+    stack in the ``eth`` domain, the PHY's RGMII delays, :func:`board_phy`), and the link
+    factory builds ``link_factory(EthernetFront(node, ...), ...)``. A node kind not in the
+    PHY's :attr:`~RGMIIPhy.nodes` and other tops (the pin-plan probe) are returned unchanged,
+    without Ethernet.
     """
-    if not isinstance(node_factory, functools.partial) or \
+    phy = board_phy(board)
+    if phy is None or not isinstance(node_factory, functools.partial) or \
             not hasattr(node_factory.func, "PARAM_FIELDS"):
         return node_factory, link_factory       # not a node top (e.g. the pin-plan probe)
+    if getattr(node_factory.func, "kind", None) not in phy.nodes:
+        return node_factory, link_factory       # the board keeps this node without Ethernet
     eth_factory = functools.partial(node_factory, ethernet=True,
-                                    ethernet_params=dict(CORE_PARAMS))
+                                    ethernet_params=phy.core_params())
 
     def eth_link(node, **kw):
-        return link_factory(EthernetFront(node, resource=board.ethernet), **kw)
+        return link_factory(EthernetFront(node, resource=phy.resource, reset_s=phy.reset_s),
+                            **kw)
 
     return eth_factory, eth_link

@@ -8,7 +8,13 @@ ECP5-5G sysCLOCK PLL/DCS/DCC Usage Guide"): CLKOP is the ``sync`` system clock (
 Link: UART on the FT2232H channel B (``uart`` 0: rx C11, tx A11; set the board's UART jumpers);
 JTAG on channel A (``openFPGALoader -c ft2232``; the chain also holds the ispCLOCK part, which
 openFPGALoader skips by IDCODE). Heartbeat: LED 0 (E16).
-Ethernet: two RTL8211 RGMII PHYs (``eth_rgmii`` 0/1), reserved for the Ethernet link.
+Ethernet: two Marvell 88E1512 RGMII PHYs (``eth_rgmii`` 0/1, 2.5 V I/O in banks 3 and 2); PHY 0
+carries the register bridge (shared with the UART) and the relay's record stream
+(:mod:`combkey.boards.ethernet`, ``docs/ethernet.md``) in a 125 MHz ``eth`` domain, a further
+output of the PLL (VCO 750 MHz: CLKOP /15 = 50 MHz, /6 = 125 MHz; a transmitter's ``fast``
+clock for its ODDRX1F lanes, 50 MHz at the default parameters, is a third output, /15). The
+PHY delays both RXC and TXC as the board configures it (:data:`PHY`); reset U17 is held 10 ms
+after configuration, MDIO (T18/U18) released. No pin of the plan is in bank 3.
 
 Pin plan (:data:`PIN_PLAN`, on expansion headers X3 = ``expcon`` 1 and X4 = ``expcon`` 2)
 -----------------------------------------------------------------------------------------
@@ -32,8 +38,9 @@ carry multi-GHz patterns: a stretch goal, not in this plan. Check the VCCIO of b
 from amaranth_boards.versa_ecp5_5g import VersaECP55GPlatform
 
 from .base import Board, PinPlanEntry
+from .ethernet import RGMIIPhy
 
-__all__ = ["Versa5GPlatform", "BOARD", "PIN_PLAN"]
+__all__ = ["Versa5GPlatform", "BOARD", "PIN_PLAN", "PHY"]
 
 
 class Versa5GPlatform(VersaECP55GPlatform):
@@ -65,6 +72,11 @@ PIN_PLAN = (
                  function="detector inputs D0, D1 to the carry-chain TDC"),
 )
 
+#: Marvell 88E1512 on ``eth_rgmii`` 0: both clocks delayed by the PHY (LiteX-Boards' target
+#: "lattice_versa_ecp5.py" uses tx_delay=0, rx_delay=0; provenance in
+#: :mod:`combkey.boards.ethernet`, "PHYs").
+PHY = RGMIIPhy(("eth_rgmii", 0), part="Marvell 88E1512", tx_delay_ps=0, rx_delay_ps=0)
+
 BOARD = Board(
     name="versa-ecp5-5g",
     device="LFE5UM5G-45F-8BG381",
@@ -78,7 +90,9 @@ BOARD = Board(
     led_resource=("led", 0),
     loader_args=("-c", "ft2232"),
     pin_plan=PIN_PLAN,
-    notes="UART on FT2232H channel B; check bank VCCIO before wiring converters.",
+    notes="UART on FT2232H channel B; check bank VCCIO before wiring converters. Ethernet on "
+          "88E1512 PHY 0 (eth_rgmii 0, LVCMOS25 in bank 3; reset U17 held 10 ms).",
+    ethernet=PHY,
     # Node sizes for this device (modest; `combkey bench boards` searches the largest).
     # relay: channels = the 2 tdc__in pins of the plan.
     node_params={"transmitter": {"channels": 1, "lanes": 2, "modulator": 2},

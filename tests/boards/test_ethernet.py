@@ -14,18 +14,25 @@ from amaranth.lib import io, stream, wiring
 from combkey.boards.base import NodeOnBoard
 from combkey.boards.build import prepare_build
 from combkey.boards.ethernet import (
+    CORE_PARAMS,
     ETH_CLK_HZ,
     PHY_RESET_S,
+    RTL8211,
     EthernetFront,
     LinkMux,
     LinkMuxModel,
+    RGMIIPhy,
+    board_phy,
+    ethernet_factories,
     phy_reset_cycles,
+    rgmii_pins,
 )
 from combkey.boards.nodes import node_factories
-from combkey.boards.registry import get_board
+from combkey.boards.registry import BOARDS, get_board
 from combkey.device import Device, Link, SimLink
 from combkey.gateware.bridge import CMD_READ, CMD_WRITE, RegBridge, decode_response, encode_request
 from combkey.gateware.net.core import EthernetCore, RGMIIPins
+from combkey.gateware.net.ddr import delay_taps
 from combkey.gateware.node import LINK_MUX_REGS, RelayNode
 from combkey.gateware.regs import Access, Reg, RegisterBank, RegisterMap
 from combkey.gateware.stream import make_simulator
@@ -70,6 +77,163 @@ def test_ecpix5_node_has_ethernet(node, tmp_path):
         assert sites[f"eth_rgmii_0__{sub}__io"] == ball
     rtlil = job.plan.files["top.il"]
     assert "IDDRX1F" in rtlil and "ODDRX1F" in rtlil and "DELAYG" in rtlil
+
+
+#: Boards with an RGMII PHY besides the ECPIX-5 (its own test above).
+PHY_BOARDS = ("colorlight-5a75b", "versa-ecp5-5g")
+
+
+@pytest.mark.parametrize("node", ["relay", "transmitter"])
+@pytest.mark.parametrize("board_name", PHY_BOARDS)
+def test_phy_board_node_has_ethernet(board_name, node, tmp_path, monkeypatch):
+    """Colorlight and Versa nodes carry the net block in a 125 MHz eth domain from the board's
+    PLL, with the PHY's RGMII delays, its reset and its pins. Built with Ethernet on every node
+    kind, also those the shipped board keeps without it (RGMIIPhy.nodes, checked below), so
+    that switching one on is known to elaborate, place its pins and make its clocks."""
+    import dataclasses
+
+    from combkey.boards import build
+
+    shipped = get_board(board_name)
+    tx, link = node_factories(node, shipped.node_params[node])
+    if node in board_phy(shipped).nodes:
+        assert ethernet_factories(shipped, tx, link)[0].keywords["ethernet"] is True
+    else:
+        assert ethernet_factories(shipped, tx, link) == (tx, link)
+    phy = dataclasses.replace(board_phy(shipped), nodes=("transmitter", "relay"))
+    board = dataclasses.replace(shipped, ethernet=phy)
+    monkeypatch.setattr(build, "get_board", lambda name: board)
+    job = prepare_build(board_name, node, root=tmp_path)
+    top = job.top
+    assert top.clk_hz == 50_000_000
+    n = top.node
+    assert "eth" in top.domain_names
+    freqs = dict(zip(top.domain_names, (top.pll.f_out, *top.pll.f_secondary), strict=False))
+    assert freqs["eth"] == ETH_CLK_HZ and freqs["sync"] == 50e6
+    assert isinstance(n.net, EthernetCore) and n.net.domain == "eth"
+    names = [r.name for _, r in n.regmap.all_resources()]
+    assert names[-len(NET_REGS):] == [f"net.{r}" for r in NET_REGS]
+    assert n.params_word() >> 31 == 1
+    # The PHY's delays: DELAYG taps only where the PHY leaves the delay to the FPGA.
+    assert n.net.rgmii.tx_taps == delay_taps(phy.tx_delay_ps)
+    assert n.net.rgmii.rx_taps == delay_taps(phy.rx_delay_ps)
+    front = top.link.node
+    assert isinstance(front, EthernetFront) and front.resource == phy.resource
+    assert front.eth_pins.reset_cycles == phy_reset_cycles(top.clk_hz, phy.reset_s) == 500_000
+    # Every PHY pin, under either spelling of the control pins, is placed on its ball.
+    sites = dict(re.findall(r'LOCATE COMP "([^"]+)" SITE "([^"]+)";', job.plan.files["top.lpf"]))
+    prefix = f"{phy.resource[0]}_{phy.resource[1]}__"
+    placed = {}
+    for comp, ball in sites.items():
+        if comp.startswith(prefix):
+            sub = comp[len(prefix):].split("__")[0]
+            placed.setdefault({"tx_ctl": "tx_ctrl", "rx_ctl": "rx_ctrl"}.get(sub, sub),
+                               []).append(ball)
+    want = phy.balls(board.platform())
+    assert {k: sorted(v) for k, v in placed.items()} == {k: sorted(v) for k, v in want.items()}
+    assert phy.has_reset(board.platform()) and "rst" in placed
+    rtlil = job.plan.files["top.il"]
+    assert "IDDRX1F" in rtlil and "ODDRX1F" in rtlil
+    # (the Ethernet core is the only user of DELAYG in a node)
+    assert ("DELAYG" in rtlil) == bool(phy.tx_delay_ps or phy.rx_delay_ps)
+
+
+def _resource_balls(res):
+    """Every ball of an amaranth ``Resource`` (pins, differential pairs, subsignals)."""
+    from amaranth.build import DiffPairs, Pins
+
+    out = []
+    for item in res.ios:
+        if isinstance(item, Pins):
+            out += item.names
+        elif isinstance(item, DiffPairs):
+            out += item.p.names + item.n.names
+        else:
+            out += _resource_balls(item)
+    return out
+
+
+def _io_volts(attrs):
+    m = re.fullmatch(r"LVCMOS(\d+)D?", attrs.get("IO_TYPE", ""))
+    return m and m.group(1)
+
+
+@pytest.mark.parametrize("board_name", sorted(b for b in BOARDS if get_board(b).ethernet))
+def test_phy_pins_are_free_and_share_their_banks_voltage(board_name):
+    """No pin-plan port, UART, heartbeat or extra resource sits on a PHY ball, and every
+    pin-plan port in a PHY bank uses the PHY's I/O voltage (one VCCIO per bank)."""
+    from combkey.boards.base import trellis_pios
+
+    board = get_board(board_name)
+    phy = board_phy(board)
+    plat = board.platform()
+    pios = trellis_pios(board)
+    phy_balls = {b for balls in phy.balls(plat).values() for b in balls}
+    others = {}
+    for entry in board.pin_plan:
+        for b in board.balls(entry):
+            others[b] = entry.port
+    for res in (board.uart_resource, board.led_resource[:2],
+                *((r.name, r.number) for r in board.extra_resources)):
+        for b in _resource_balls(plat.lookup(*res)):
+            others[b] = res[0]
+    clash = {b: others[b] for b in phy_balls if b in others}
+    assert not clash, f"{board_name}: PHY balls used elsewhere: {clash}"
+    phy_res = plat.lookup(*phy.resource)
+    volts = _io_volts(dict(phy_res.attrs))
+    assert volts, phy_res.attrs
+    phy_banks = {pios[b][0] for b in phy_balls}
+    for entry in board.pin_plan:
+        banks = {pios[b][0] for b in board.balls(entry)}
+        if banks & phy_banks:
+            assert _io_volts(entry.attrs) == volts, \
+                f"{entry.port} shares bank {banks & phy_banks} with the PHY at another VCCIO"
+
+
+def test_ecpix5_phy_is_the_rtl8211():
+    phy = board_phy(get_board("ecpix5-85"))
+    assert phy == RTL8211 and phy.core_params() == CORE_PARAMS
+    assert board_phy(get_board("ulx3s-85f")) is None
+
+
+def test_node_kind_kept_without_ethernet_by_the_board():
+    """A PHY whose nodes leave out a kind returns that kind's factories unchanged."""
+    import dataclasses
+
+    board = get_board("colorlight-5a75b")
+    only_relay = dataclasses.replace(board, ethernet=dataclasses.replace(
+        board_phy(board), nodes=("relay",)))
+    tx, link = node_factories("transmitter", board.node_params["transmitter"])
+    assert ethernet_factories(only_relay, tx, link) == (tx, link)
+    rx, link = node_factories("relay", board.node_params["relay"])
+    eth_rx, eth_link = ethernet_factories(only_relay, rx, link)
+    assert eth_rx.keywords["ethernet"] is True and eth_link is not link
+    assert eth_rx.keywords["ethernet_params"] == board_phy(board).core_params()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(resource="eth_rgmii"), r"resource must be a \(name, number\) tuple, not 'eth_rgmii'"),
+    (dict(tx_delay_ps=-1), r"tx_delay_ps of PHY X: delay_ps must be a number in \[0, "),
+    (dict(rx_delay_ps=5000), r"rx_delay_ps of PHY X: delay_ps must be a number in \[0, "),
+    (dict(reset_s=0), r"reset_s must be a positive number of seconds, not 0"),
+    (dict(nodes=("tx",)), r"nodes must be a tuple of node kinds \(relay, transmitter\), "
+                          r"not \('tx',\)"),
+])
+def test_rgmii_phy_validation(kwargs, message):
+    args = {**dict(resource=("eth_rgmii", 0), part="X", tx_delay_ps=0, rx_delay_ps=0), **kwargs}
+    with pytest.raises(ValueError, match=message):
+        RGMIIPhy(**args)
+
+
+def test_rgmii_pins_take_either_spelling_of_the_control_pins():
+    short = SimpleNamespace(tx_clk=1, tx_ctl=2, tx_data=3, rx_clk=4, rx_ctl=5, rx_data=6)
+    pins = rgmii_pins(short)
+    assert (pins.tx_ctrl, pins.rx_ctrl) == (2, 5) and not hasattr(pins, "rst")
+    long = rgmii_pins(SimpleNamespace(tx_clk=1, tx_ctrl=2, tx_data=3, rx_clk=4, rx_ctrl=5,
+                                      rx_data=6, rst=7))
+    assert (long.tx_ctrl, long.rst) == (2, 7)
+    with pytest.raises(ValueError, match=r"RGMII resource lacks rx_ctrl, rx_data \(has "):
+        rgmii_pins(SimpleNamespace(tx_clk=1, tx_ctl=2, tx_data=3, rx_clk=4))
 
 
 def test_ethernet_map_extends_plain_map():
@@ -367,6 +531,9 @@ def test_phy_reset_cycles_checked():
         phy_reset_cycles(0)
     with pytest.raises(ValueError, match=r"clk_hz must be a positive number, not True"):
         phy_reset_cycles(True)
+    with pytest.raises(ValueError, match=r"reset_s must be a positive number of seconds, not -1"):
+        phy_reset_cycles(50e6, -1)
+    assert phy_reset_cycles(50e6, 20e-3) == 1_000_000
 
 
 # --- LinkMux counters as node registers -----------------------------------------------------------
