@@ -74,7 +74,7 @@ class TimingBlocks:
                     dl = ECP5DelayLine(taps, None if self.placement is None
                                        else self.placement[(c, ln)])
                     m.submodules[f"dl{c}_{ln}"] = dl
-                    m.d.comb += [dl.hit.eq(pulse[c]), dl.enable.eq(self.tdc.dl_enable)]
+                    m.d.comb += dl.hit.eq(pulse[c])
                     chains.append(dl.taps)
                 m.d.comb += self.tdc.therm[c].eq(Cat(*chains))
         else:

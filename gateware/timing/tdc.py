@@ -39,9 +39,9 @@ A rising edge is detected when tap 0 or 1 of line 0 reads 1 and read 0 at the pr
 input pulses and gaps must last one clock period; SNSPD pulses of a few ns at 200 MHz do).
 ``latency = 2 + popcount stages`` (:attr:`TDC.latency`), one hit per channel per cycle.
 
-Registers (``registers()``): ``holdoff`` (RW, 8 bits, cycles), ``dl_enable`` (RW 1, reset 1,
-the ``enable`` of the :class:`ECP5DelayLine` chains: 0 holds their taps at 0, so no hits),
-``dead_<c>`` (R, 32 bits).
+Registers (``registers()``): ``holdoff`` (RW, 8 bits, cycles), ``dl_enable`` (RW 1, reset 1:
+registered once, it gates every channel's edge detector: while 0 no hit is detected, and a line
+already high when it returns to 1 counts as a rising edge), ``dead_<c>`` (R, 32 bits).
 
 Calibration
 -----------
@@ -55,7 +55,7 @@ import dataclasses
 import math
 
 import numpy as np
-from amaranth.hdl import Const, Instance, Module, Mux, Signal
+from amaranth.hdl import Const, Instance, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -226,9 +226,10 @@ def _popcount(m, bits, group=6):
 class ECP5DelayLine(wiring.Component):
     """``taps``-tap carry chain of explicit CCU2C cells (hardware only; module docstring).
 
-    Members: ``hit: In(1)`` asynchronous detector input, ``enable: In(1)`` (1: sample the taps;
-    0: the taps read 0), ``taps: Out(taps)`` taps sampled on the ``sync`` clock (thermometer,
-    1 = reached).
+    Members: ``hit: In(1)`` asynchronous detector input, ``taps: Out(taps)`` taps sampled on the
+    ``sync`` clock (thermometer, 1 = reached). The tap flip-flops have no reset, enable or set:
+    each takes its carry output directly (``dl_enable`` acts in :class:`TDC` instead, on one
+    signal per channel rather than on every tap).
 
     Bit 0 of the chain generates the carry from ``hit`` (``A = B = hit``); bits 1..taps always
     propagate it (``A = 1, B = 0``: no register drives the carry path, so static timing sees
@@ -256,7 +257,7 @@ class ECP5DelayLine(wiring.Component):
                 raise ValueError(f"placement must be {self.cells} BEL names (one per CCU2C), "
                                  f"not {placement!r}")
         self.placement = placement
-        super().__init__({"hit": In(1), "enable": In(1), "taps": Out(taps)})
+        super().__init__({"hit": In(1), "taps": Out(taps)})
 
     def elaborate(self, platform):
         m = Module()
@@ -285,10 +286,10 @@ class ECP5DelayLine(wiring.Component):
                     i_CIN=cin, o_S0=sbits[2 * k], o_S1=sbits[2 * k + 1], o_COUT=cout, **attrs)
                 cin = cout
             s = sbits[1:self.n + 1]
-        # The sum bits go straight into flip-flops (a synchronous set while disabled, no LUT
-        # between chain and flip-flop); the inversion to taps is after the flip-flops.
+        # The sum bits go straight into flip-flops (no LUT, set, reset or enable between chain
+        # and flip-flop); the inversion to taps is after the flip-flops.
         sampled = Signal(self.n, init=ones, reset_less=True)
-        m.d.sync += sampled.eq(Mux(self.enable, s, ones))
+        m.d.sync += sampled.eq(s)
         m.d.comb += self.taps.eq(~sampled)
         return m
 
@@ -383,7 +384,7 @@ class TDC(wiring.Component):
         regs = [Reg("holdoff", 8, Access.RW, 2,
                     "Channel dead time after a tagged hit, clock cycles."),
                 Reg("dl_enable", 1, Access.RW, 1,
-                    "1: the delay lines' taps are sampled (0: they read 0, no hits).")]
+                    "1: hits are detected (0: the delay lines are ignored, no hits).")]
         regs += [Reg(f"dead_{c}", 32, Access.R, 0,
                      f"Hits of channel {c} inside the hold-off (wrapping count).")
                  for c in range(self.channels)]
@@ -392,12 +393,14 @@ class TDC(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         pstages = self.latency - 2
+        enable = Signal(init=1)
+        m.d.sync += enable.eq(self.dl_enable)
         for c in range(self.channels):
             # Second sampling stage (metastability) and the ones counter carry data only:
             # no reset, so the reset net does not reach the thousands of tap flip-flops.
             th = Signal(self.nbits, name=f"th{c}", reset_less=True)
             m.d.sync += th.eq(self.therm[c])
-            lead = th[0] | th[1]
+            lead = (th[0] | th[1]) & enable
             lead_prev = Signal(name=f"lead_prev{c}")
             m.d.sync += lead_prev.eq(lead)
             edge = lead & ~lead_prev
@@ -423,19 +426,25 @@ class TDC(wiring.Component):
         return m
 
 
-def tdc_model(therm, lines, taps, holdoff=2):
+def tdc_model(therm, lines, taps, holdoff=2, dl_enable=None):
     """Cycle model of :class:`TDC`.
 
-    ``therm``: ``uint8[cycles, channels, lines*taps]`` sampled taps. Returns ``(hit, code, dead)``
-    per output cycle (``int64[cycles, channels]``, already delayed by ``latency``) and the final
-    dead counts.
+    ``therm``: ``uint8[cycles, channels, lines*taps]`` sampled taps; ``dl_enable``: ``None``
+    (always 1) or the register's value per cycle (``[cycles]`` of 0/1). Returns ``(hit, code,
+    dead)`` per output cycle (``int64[cycles, channels]``, already delayed by ``latency``) and
+    the final dead counts.
     """
     therm = np.asarray(therm)
     n, ch, nb = therm.shape
     if nb != lines * taps:
         raise ValueError(f"therm must have lines*taps = {lines * taps} bits, not {nb!r}")
     lat = 2 + popcount_latency(nb)
-    lead = therm[:, :, 0] | therm[:, :, 1]
+    # therm of cycle k is registered (th) at edge k; dl_enable set in cycle k is registered
+    # at the same edge, so both meet in the edge detector.
+    en = np.ones(n, np.uint8) if dl_enable is None else np.asarray(dl_enable, np.uint8)
+    if en.shape != (n,):
+        raise ValueError(f"dl_enable must have one value per cycle ({n}), not shape {en.shape}")
+    lead = (therm[:, :, 0] | therm[:, :, 1]) & en[:, None]
     prev = np.vstack([np.zeros((1, ch), lead.dtype), lead[:-1]])
     edge = (lead & ~prev & 1).astype(np.int64)
     count = therm.sum(axis=2).astype(np.int64)
