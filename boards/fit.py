@@ -28,10 +28,13 @@ BUDGET = 0.70
 DEVICE_RESOURCES = {
     "LFE5U-25F": {"LUT4": 24288, "FF": 24288, "DP16KD": 56, "MULT18X18D": 28},
     "LFE5U-85F": {"LUT4": 83640, "FF": 83640, "DP16KD": 208, "MULT18X18D": 156},
+    "LFE5UM5G-45F": {"LUT4": 43848, "FF": 43848, "DP16KD": 108, "MULT18X18D": 72},
     "LFE5UM5G-85F": {"LUT4": 83640, "FF": 83640, "DP16KD": 208, "MULT18X18D": 156},
 }
-_CELLS = {"TRELLIS_COMB": "LUT4", "LUT4": "LUT4", "CCU2C": None, "TRELLIS_FF": "FF",
-          "DP16KD": "DP16KD", "MULT18X18D": "MULT18X18D"}
+#: yosys cell type -> resource, for the cells counted one to one (CCU2C, DPR16X4 and flip-flops
+#: are handled in :func:`synth_counts`; PFUMX / L6MUX21 use no LUT of their own).
+_CELLS = {"TRELLIS_COMB": "LUT4", "LUT4": "LUT4", "DP16KD": "DP16KD",
+          "MULT18X18D": "MULT18X18D"}
 
 
 def _tool(name):
@@ -67,10 +70,8 @@ def synth_counts(node, workdir=None):
             out["FF"] += n
         elif _CELLS.get(name):
             out[_CELLS[name]] += n
-        elif name in ("TRELLIS_DPR16X4",):
+        elif name == "TRELLIS_DPR16X4":
             out["LUT4"] += 4 * n
-        elif name in ("PFUMX", "L6MUX21"):
-            continue
     return out
 
 

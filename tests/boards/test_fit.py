@@ -21,3 +21,13 @@ def test_synth_counts_of_a_small_block(tmp_path):
     from combkey.gateware.spi import SPIDAC
     counts = fit.synth_counts(SPIDAC(), tmp_path)
     assert counts["FF"] > 32 and counts["LUT4"] > 50 and counts["DP16KD"] == 0
+
+
+def test_every_board_device_has_its_resources():
+    from combkey.boards.fit import DEVICE_RESOURCES
+    from combkey.boards.registry import BOARDS, get_board
+    for name in BOARDS:
+        device = get_board(name).device
+        family = [k for k in DEVICE_RESOURCES if device.startswith(k)]
+        assert len(family) == 1, f"{name}: {device} matches {family}"
+        assert set(DEVICE_RESOURCES[family[0]]) == {"LUT4", "FF", "DP16KD", "MULT18X18D"}
