@@ -659,15 +659,17 @@ class PatternGenerator(wiring.Component):
             m.d.sync += fr[0].eq(Mux(pstart, cfg["frame0"], frame_p2))
         with m.If(pend[1]):
             m.d.sync += fr[1].eq(Mux(pstart, frame0_p1, frame_p2))
-        with m.If(start):
-            m.d.sync += [pend.eq(0b11), sel.eq(0), frame.eq(cfg["frame0"])]
-        with m.Elif(at_last):
-            m.d.sync += frame.eq(frame_p1)
-            with m.If(~qrng):
-                m.d.sync += sel.eq(~sel)
-                for s in range(2):
-                    with m.If(sel == s):
-                        m.d.sync += pend[s].eq(1)
+        # `act_reset` (a flip-flop) = start | at_last: the enable of `frame` and `sel`.
+        with m.If(act_reset):
+            with m.If(start):
+                m.d.sync += [pend.eq(0b11), sel.eq(0), frame.eq(cfg["frame0"])]
+            with m.Else():
+                m.d.sync += frame.eq(frame_p1)
+                with m.If(~qrng):
+                    m.d.sync += sel.eq(~sel)
+                    for s in range(2):
+                        with m.If(sel == s):
+                            m.d.sync += pend[s].eq(1)
         m.d.comb += [self.frame.eq(frame), self.frame_pos.eq(t_clk << k),
                      self.status.eq(Cat(run, keyed))]
 
