@@ -298,6 +298,18 @@ def _mux_ports(dut):
     return sigs_in, sigs_out
 
 
+def _mux_recorder(sigs_in, sigs_out, inputs, got):
+    """Process that appends the mux's inputs and outputs, sampled at every clock edge."""
+    async def recorder(ctx):
+        names = list(sigs_in) + list(sigs_out)
+        while True:
+            _, _, *vals = await ctx.tick().sample(*sigs_in.values(), *sigs_out.values())
+            rec = dict(zip(names, vals, strict=True))
+            inputs.append({k: rec[k] for k in sigs_in})
+            got.append({k: rec[k] for k in sigs_out})
+    return recorder
+
+
 def _compare_with_model(inputs, got, timeout):
     """Run LinkMuxModel on the recorded inputs; compare every output of every cycle."""
     model = LinkMuxModel(timeout_cycles=timeout)
@@ -391,13 +403,7 @@ def _run_script(script, timeout=64):
     sigs_in, sigs_out = _mux_ports(dut.mux)
     responses, stray, values, inputs, got = [], [], {}, [], []
 
-    async def recorder(ctx):
-        names = list(sigs_in) + list(sigs_out)
-        while True:
-            _, _, *vals = await ctx.tick().sample(*sigs_in.values(), *sigs_out.values())
-            rec = dict(zip(names, vals, strict=True))
-            inputs.append({k: rec[k] for k in sigs_in})
-            got.append({k: rec[k] for k in sigs_out})
+    recorder = _mux_recorder(sigs_in, sigs_out, inputs, got)
 
     async def tb(ctx):
         ctx.set(dut.a_rsp.ready, 1)
@@ -584,13 +590,7 @@ def test_mux_counters_read_through_the_register_bank():
     sigs_in, sigs_out = _mux_ports(mux)
     inputs, got, b_queue, b_got = [], [], [], bytearray()
 
-    async def recorder(ctx):
-        names = list(sigs_in) + list(sigs_out)
-        while True:
-            _, _, *vals = await ctx.tick().sample(*sigs_in.values(), *sigs_out.values())
-            rec = dict(zip(names, vals, strict=True))
-            inputs.append({k: rec[k] for k in sigs_in})
-            got.append({k: rec[k] for k in sigs_out})
+    recorder = _mux_recorder(sigs_in, sigs_out, inputs, got)
 
     async def client_b(ctx):
         ctx.set(front.b_rsp.ready, 1)
