@@ -630,12 +630,23 @@ class PatternGenerator(wiring.Component):
 
         # The enable of the position counters is one flip-flop (`act_any`), the reload
         # select another (`act_reset`), so no gate sits in front of their clock enables.
+        # `act_reset` has two more copies (distinct flip-flops: initial value / reset
+        # differ, neither acts, see the users) for its ~150 loads: `act_reset_b` (block
+        # position; it acts only under `act_any`, low after reset) and `act_reset_f` (frame,
+        # `sel`, `pend`; reset-less, 0 at configuration).
+        act_reset_b = Signal(init=1)
+        act_reset_f = Signal(reset_less=True)
+        m.d.sync += [act_reset_b.eq(stb1 | at_last_nx), act_reset_f.eq(stb1 | at_last_nx)]
         with m.If(act_any):
             with m.If(act_reset):
-                m.d.sync += [t_clk.eq(0), fr_rem.eq(fc_m3), blk_rem.eq(nq_m2),
-                             blk_reload.eq(nr_m2), is_ref.eq(0), rph.eq(cfg["ref_phase"][:8])]
+                m.d.sync += [t_clk.eq(0), fr_rem.eq(fc_m3)]
             with m.Else():
                 m.d.sync += [t_clk.eq(t_clk + 1), fr_rem.eq(fr_rem - 1)]
+        with m.If(act_any):
+            with m.If(act_reset_b):
+                m.d.sync += [blk_rem.eq(nq_m2), blk_reload.eq(nr_m2), is_ref.eq(0),
+                             rph.eq(cfg["ref_phase"][:8])]
+            with m.Else():
                 with m.If(blk_end):
                     m.d.sync += [blk_rem.eq(blk_reload),
                                  blk_reload.eq(Mux(is_ref, nr_m2, nq_m2)), is_ref.eq(~is_ref)]
@@ -659,8 +670,8 @@ class PatternGenerator(wiring.Component):
             m.d.sync += fr[0].eq(Mux(pstart, cfg["frame0"], frame_p2))
         with m.If(pend[1]):
             m.d.sync += fr[1].eq(Mux(pstart, frame0_p1, frame_p2))
-        # `act_reset` (a flip-flop) = start | at_last: the enable of `frame` and `sel`.
-        with m.If(act_reset):
+        # `act_reset_f` (a flip-flop) = start | at_last: the enable of `frame` and `sel`.
+        with m.If(act_reset_f):
             with m.If(start):
                 m.d.sync += [pend.eq(0b11), sel.eq(0), frame.eq(cfg["frame0"])]
             with m.Else():
@@ -724,10 +735,10 @@ class PatternGenerator(wiring.Component):
             m.d.sync += rph2a[j].eq(rph1 + j * step)
 
         # ---------------- stage 3: mapper and scheduler
-        v2 = Signal()
+        # (the stage's valid flag, v2 = v2a & ~start one cycle later, exists only as
+        # `cnt_ok` = v2 & ~clear below)
         lanes2 = Signal(data.ArrayLayout(data.StructLayout({
             "cls": 3, "bit": 1, "phase": max(mb, 1)}), L))
-        m.d.sync += v2.eq(v2a & ~start)
         for j in range(L):
             ltj, rbit, phase = lt[j]
             cls = Signal(3, name=f"cls{j}")
@@ -757,12 +768,16 @@ class PatternGenerator(wiring.Component):
         # net drives the reset of 450 flip-flops.
         clr = [Signal(name=f"clr{i}") for i in range(4)]
         m.d.sync += [clr[0].eq(clear)] + [clr[i].eq(clr[i - 1]) for i in range(1, 4)]
+        # cnt_ok = v2 & ~clear as a flip-flop: `clear` of the next cycle is known now.
+        cnt_ok = Signal()
+        clear_nx = stb1 & Mux(self.ctrl_stb, self.ctrl[0], ctrl_q[0])
+        m.d.sync += cnt_ok.eq(v2a & ~start & ~clear_nx)
         for c in range(N_CLASSES):
             inc = Signal(range(L + 1), name=f"inc{c}")
             lo = Signal(33, name=f"cnt{c}_lo")      # bit 32: carry into the high half
             lo_d = Signal(32, name=f"cnt{c}_lo_d")
             hi = Signal(32, name=f"cnt{c}_hi")
-            m.d.sync += inc.eq(Mux(v2 & ~clear, sum((lanes2[j].cls == c) for j in range(L)), 0))
+            m.d.sync += inc.eq(Mux(cnt_ok, sum((lanes2[j].cls == c) for j in range(L)), 0))
             m.d.sync += lo_d.eq(lo[:32])
             with m.If(clr[c // 2]):
                 m.d.sync += [lo.eq(0), hi.eq(0)]
@@ -783,7 +798,7 @@ class PatternGenerator(wiring.Component):
                      pmw.en.eq(self.pm_lut_stb)]
         out = Signal(data.ArrayLayout(self.layout, L))
         v3 = Signal()
-        m.d.sync += v3.eq(v2 & ~clear)   # a restart drops, a stop drains
+        m.d.sync += v3.eq(cnt_ok)        # = v2 & ~clear: a restart drops, a stop drains
         for j in range(L):
             lane = lanes2[j]
             imr = im_mem.read_port(domain="comb")
