@@ -37,6 +37,7 @@ from .gateware.timing.tdc import (
     code_density_table,
     dnl_inl,
     linear_table,
+    saturated_fraction,
 )
 from .sim.detector import DetectorConfig, detect
 
@@ -57,6 +58,10 @@ def code_histograms(words, channels, n_codes):
     ok = (raw["channel"] < channels) & (raw["fine"] < n_codes)
     np.add.at(hist, (raw["channel"][ok], raw["fine"][ok]), 1)
     return hist
+
+
+#: ``top_code_%`` above which ``combkey tagger calibrate`` warns that lines are too short.
+SATURATION_WARN = 0.005
 
 
 def calibrate_device(dev, channels, n_codes, hits, max_tags=None, progress=None):
@@ -488,11 +493,19 @@ def calibrate(url, channels, lines, taps, hits, out):
     n_codes = lines * taps + 1
     hist, tables = calibrate_device(dev, channels, n_codes, hits)
     click.echo(f"calibrated {channels} channels, {int(hist.sum())} hits")
-    click.echo("channel  codes_hit  dnl_max_lsb  inl_max_lsb")
+    click.echo("channel  codes_hit  dnl_max_lsb  inl_max_lsb  top_code_%")
+    short = []
     for c in range(channels):
         dnl, inl = dnl_inl(hist[c])
+        top = saturated_fraction(hist[c])
         click.echo(f"{c:7d}  {np.count_nonzero(hist[c]):9d}  {np.abs(dnl).max():11.2f}  "
-                   f"{np.abs(inl).max():11.2f}")
+                   f"{np.abs(inl).max():11.2f}  {100 * top:10.2f}")
+        if top > SATURATION_WARN:
+            short.append(c)
+    if short:
+        click.echo(f"warning: on channels {short} hits reached every tap: the delay lines are "
+                   f"shorter than the clock period there, and those hits have no fine time "
+                   f"(top_code_% is about the share of the period not covered)", err=True)
     if out:
         np.savez(out, hist=hist, tables=tables)
         click.echo(f"saved {out}")

@@ -65,7 +65,7 @@ from ..regs import Access, Reg
 __all__ = ["UNITS_PER_CYCLE", "ECP5_TAP_PS", "check_line_covers_period", "DelayLineConfig",
            "DelayLineModel", "ECP5DelayLine", "TDC", "delay_line_placement", "tdc_placement",
            "SYNTH_PLATFORM", "tdc_model", "check_tdc_params", "code_density_table",
-           "linear_table", "dnl_inl", "popcount_latency"]
+           "saturated_fraction", "linear_table", "dnl_inl", "popcount_latency"]
 
 #: Tagger time units per system clock period.
 UNITS_PER_CYCLE = 38400
@@ -469,6 +469,22 @@ def tdc_model(therm, lines, taps, holdoff=2, dl_enable=None):
         if kout < n:
             dead_trace[kout] = dead
     return hit, code, dead_trace
+
+
+def saturated_fraction(hist):
+    """Fraction of a code-density histogram at the top code (every tap of every line reached).
+
+    A hit is timed up to the next clock edge; with lines longer than the clock period no hit
+    reaches the last tap, so the fraction is 0. Lines shorter than the period send every hit
+    that arrives more than their length before the edge to the top code: the fraction is then
+    about ``1 - length / period``, the share of hits whose fine time is lost.
+    """
+    hist = np.asarray(hist)
+    total = hist.sum()
+    if hist.ndim != 1 or len(hist) < 2 or total <= 0:
+        raise ValueError(f"hist must be a 1-d histogram of at least 2 codes with hits, "
+                         f"not shape {hist.shape} with {total} hits")
+    return float(hist[-1] / total)
 
 
 def linear_table(n_codes, lsb_ps, clock_hz):

@@ -220,3 +220,24 @@ def test_relay_placement_reaches_every_chain():
     assert got == {b for v in pl.values() for b in v}
     with pytest.raises(ValueError, match="placement must have BEL lists for every"):
         RelayTagger(2, 2, 4, ecp5=True, placement={(0, 0): pl[(0, 0)]})
+
+
+def test_saturated_fraction_measures_the_uncovered_period():
+    """A model line covering the period never reaches its last tap; histograms of a line that
+    covers only part of the period pile the rest at the top code."""
+    from combkey.gateware.timing.tdc import saturated_fraction
+    m = DelayLineModel(SMALL)
+    rng = np.random.default_rng(2)
+    n_codes = SMALL.lines * SMALL.taps + 1
+    codes = m.code(m.lead_ps() + rng.random(50_000) * SMALL.period_ps)
+    assert saturated_fraction(np.bincount(codes, minlength=n_codes)) == 0.0
+    # The same line at a clock of 1.25 periods: hits uniform over the longer period, the line
+    # (lead + arrivals of at most one old period) covers about 1 / 1.25 of it.
+    longer = 1.25 * SMALL.period_ps
+    tau = m.lead_ps() + rng.random(50_000) * longer
+    codes = np.minimum(m.code(tau), n_codes - 1)
+    frac = saturated_fraction(np.bincount(codes, minlength=n_codes))
+    covered = (m.arrival.max() - m.lead_ps()) / longer
+    assert abs(frac - (1 - covered)) < 0.02
+    with pytest.raises(ValueError, match=r"hist must be a 1-d histogram of at least 2 codes"):
+        saturated_fraction(np.zeros(5))
