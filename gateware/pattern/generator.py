@@ -571,8 +571,10 @@ class PatternGenerator(wiring.Component):
         nq_m2 = Signal(33)          # quantum block clocks - 2 (>= -1); 2**32 - 1 if n_r = 0
         nr_m2 = Signal(33)          # reference block clocks - 2 (>= -1 when n_r > 0)
         frame0_p1 = Signal(IV_FRAME_BITS)
+        nr_zero = Signal()          # n_r = 0, registered beside the copies (from the port)
+        m.d.sync += nr_zero.eq(self.n_r == 0)
         m.d.sync += [fc_m3.eq((cfg["frame_len"] >> k) - 3),
-                     nq_m2.eq(Mux(cfg["n_r"] == 0, 0xFFFF_FFFF, (cfg["n_q"] >> k) - 2)),
+                     nq_m2.eq(Mux(nr_zero, 0xFFFF_FFFF, (cfg["n_q"] >> k) - 2)),
                      nr_m2.eq((cfg["n_r"] >> k) - 2), frame0_p1.eq(cfg["frame0"] + 1)]
         t_clk = Signal(32)          # clock within frame (for frame_pos)
         fr_rem = Signal(33)         # frame clocks - 3 - t_clk; sign: t_clk >= frame clocks - 2
@@ -731,8 +733,16 @@ class PatternGenerator(wiring.Component):
                          ]
             lt.append((ltj, rbit2, ph2))
         rph2a = [Signal(max(mb, 1), name=f"rph{j}") for j in range(L)]
+        # j * step (mod 2**m) as registered shift-and-add of the local copy (a product with
+        # a constant that is not a power of two maps to a DSP multiplier otherwise, which
+        # was the critical path of 4-lane transmitters).
         for j in range(L):
-            m.d.sync += rph2a[j].eq(rph1 + j * step)
+            if j & (j - 1):
+                stepj = Signal(max(mb, 1), name=f"step_x{j}")
+                m.d.sync += stepj.eq(sum(step << b for b in range(3) if j >> b & 1))
+            else:
+                stepj = step << (j.bit_length() - 1) if j else 0
+            m.d.sync += rph2a[j].eq(rph1 + stepj)
 
         # ---------------- stage 3: mapper and scheduler
         # (the stage's valid flag, v2 = v2a & ~start one cycle later, exists only as
